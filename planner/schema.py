@@ -122,7 +122,64 @@ PROFILE = TableSpec(
     key=("problem_id", "strategy", "config", "budget"),
 )
 
-SPECS: dict[str, TableSpec] = {s.name: s for s in (SAMPLES, PROBLEMS, PROFILE)}
+# Plan outputs (written by `ttc plan`, read by `ttc policy export` and the reports).
+PLAN_CURVES = TableSpec(
+    name="plan_curves",
+    columns=(
+        Column("budget", "float", nonneg=True, doc="budget in the plan's unit"),
+        Column("method", "str", doc="compute_optimal, majority, coverage, best[verifier], weighted[verifier]"),
+        Column("accuracy", "float", unit=True),
+        Column("ci_lo", "float", unit=True),
+        Column("ci_hi", "float", unit=True),
+        Column("generations", "float", nonneg=True, doc="mean generations actually spent"),
+        Column("flops", "float", nonneg=True, doc="mean FLOPs per query actually spent"),
+        Column("tokens", "float", nonneg=True, doc="mean generated tokens per query"),
+        Column("efficiency_multiple", "float", nullable=True, doc="reference budget / budget; NaN = > max"),
+    ),
+    key=("budget", "method"),
+)
+
+SELECTION = TableSpec(
+    name="selection",
+    columns=(
+        Column("budget", "float", nonneg=True),
+        Column("bin", "int"),
+        Column("fold", "int", doc="fold selected on (0/1), or -1 for the whole bin"),
+        Column("strategy", "str"),
+        Column("config", "str"),
+        Column("option_budget", "float", nonneg=True, doc="the option's own budget in generations"),
+        Column("select_accuracy", "float", unit=True, nullable=True),
+        Column("eval_accuracy", "float", unit=True, nullable=True),
+        Column("n_select", "int", nonneg=True),
+        Column("n_eval", "int", nonneg=True),
+        Column("flops", "float", nonneg=True),
+        Column("tokens", "float", nonneg=True),
+    ),
+    key=("budget", "bin", "fold"),
+)
+
+CHOICES = TableSpec(
+    name="choices",
+    columns=(
+        Column("bin", "int"),
+        Column("budget", "float", nonneg=True),
+        Column("strategy", "str"),
+        Column("config", "str"),
+        Column("option_budget", "float", nonneg=True),
+        Column("accuracy", "float", unit=True, doc="cross-validated accuracy of the procedure in this bin"),
+        Column("ci_lo", "float", unit=True),
+        Column("ci_hi", "float", unit=True),
+        Column("in_sample_accuracy", "float", unit=True),
+        Column("flops", "float", nonneg=True),
+        Column("tokens", "float", nonneg=True),
+        Column("n_problems", "int", nonneg=True),
+    ),
+    key=("bin", "budget"),
+)
+
+SPECS: dict[str, TableSpec] = {
+    s.name: s for s in (SAMPLES, PROBLEMS, PROFILE, PLAN_CURVES, SELECTION, CHOICES)
+}
 
 
 def canonical_config(config: Mapping[str, Any]) -> str:
@@ -155,8 +212,6 @@ def _is_str(v: Any) -> bool:
 def _check_column(df: pd.DataFrame, col: Column, source: str) -> pd.Series:
     s = df[col.name]
     values = s.to_numpy(dtype=object) if s.dtype == object or str(s.dtype) in ("string", "str") else None
-    n = len(s)
-
     def fail(row: int | None, problem: str) -> SchemaError:
         return SchemaError(source, col.name, row, problem)
 
@@ -372,6 +427,10 @@ def read_table(path: str | os.PathLike[str], spec: TableSpec) -> tuple[pd.DataFr
 SAMPLES_FILE = "samples.parquet"
 PROBLEMS_FILE = "problems.parquet"
 PROFILE_FILE = "profile.parquet"
+PLAN_CURVES_FILE = "curves.parquet"
+SELECTION_FILE = "selection.parquet"
+CHOICES_FILE = "choices.parquet"
+SUMMARY_FILE = "summary.json"
 
 
 def resolve_table_path(path: str | os.PathLike[str], filename: str) -> Path:

@@ -1,0 +1,140 @@
+"""`ttc plan`: profile -> compute-optimal plan per difficulty bin and budget."""
+
+from __future__ import annotations
+
+import math
+
+import click
+
+from planner.commands.common import (
+    dumps_json,
+    echo_json,
+    handle_errors,
+    json_option,
+    parse_float_list,
+)
+
+
+def _fmt_pct(x: float) -> str:
+    return "   -  " if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:5.1f}%"
+
+
+def render_summary(summary: dict) -> str:
+    """A readable table: accuracy per budget for compute-optimal and the baselines."""
+    methods = []
+    for entry in summary["per_budget"]:
+        for m in entry["methods"]:
+            if m not in methods:
+                methods.append(m)
+    unit = "gens" if summary["unit"] == "generations" else "FLOPs"
+    head = f"{'budget (' + unit + ')':>16}  " + "  ".join(f"{m[:18]:>18}" for m in methods) + "  efficiency"
+    lines = [head, "-" * len(head)]
+    for entry in summary["per_budget"]:
+        b = entry["budget"]
+        bs = f"{b:g}" if summary["unit"] == "generations" else f"{b:.3g}"
+        cells = []
+        for m in methods:
+            r = entry["methods"].get(m)
+            cells.append(f"{'-':>18}" if r is None else f"{_fmt_pct(r['accuracy'])} [{100 * r['ci_lo']:4.1f},{100 * r['ci_hi']:5.1f}]".rjust(18))
+        e = entry["efficiency_multiple"]
+        es = e if isinstance(e, str) or e is None else f"{e:.2f}x"
+        lines.append(f"{bs:>16}  " + "  ".join(cells) + f"  {es}")
+    lines.append("")
+    lines.append("compute-optimal choice per bin (bin 1 = easiest) at the largest budget:")
+    if summary["per_budget"]:
+        for c in summary["per_budget"][-1]["choices"]:
+            lines.append(f"  bin {c['bin']}: {c['strategy']} {c['config']} (budget {c['option_budget']:g}) "
+                         f"-> {_fmt_pct(c['accuracy'])} cross-validated")
+    return "\n".join(lines)
+
+
+@click.command("plan")
+@click.argument("profile_dir", type=click.Path())
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output directory.")
+@click.option("--unit", type=click.Choice(["generations", "flops"]), default="generations", show_default=True,
+              help="What a budget counts.")
+@click.option("--budgets", default=None, help="Comma-separated budgets in the chosen unit (default: all).")
+@click.option("--bins", "n_bins", default=None, type=int, help="Re-bin pass@1 into this many quantile bins.")
+@click.option("--bin-by", type=click.Choice(["oracle", "level", "predicted"]), default="oracle", show_default=True,
+              help="Difficulty bins: oracle pass@1 quantiles, a given level, or predicted bins.")
+@click.option("--verifier", default=None, help="Verifier of the best-of-N baselines (default: each one).")
+@click.option("--n-boot", default=1000, show_default=True, help="Bootstrap resamples (0 = normal approximation).")
+@click.option("--seed", default=0, show_default=True, help="Seed of the folds (with --bins) and the bootstrap.")
+@json_option
+@handle_errors
+def plan_cmd(profile_dir: str, out_dir: str, unit: str, budgets: str | None, n_bins: int | None, bin_by: str,
+             verifier: str | None, n_boot: int, seed: int, as_json: bool) -> None:
+    """Choose the compute-optimal strategy per difficulty bin and budget (two-fold CV within bins).
+
+    Writes OUT/curves.parquet (accuracy per budget and method with CIs), OUT/selection.parquet
+    (the option chosen on each fold of each bin), OUT/choices.parquet (the deployment choice per
+    bin and budget, with its cross-validated accuracy), OUT/problems.parquet and OUT/summary.json.
+
+    \b
+    Example:
+      ttc plan runs/qwen-profile --out runs/qwen-plan --bin-by level
+      ttc plan runs/testbed-profile --out runs/plan-flops --unit flops --json
+    """
+    from planner.difficulty import assign_folds, label_bins, quantile_bins
+    from planner.errors import PlannerError
+    from planner.fsutil import atomic_dir, file_sha256
+    from planner.optimize import PlanOptions, make_plan
+    from planner.schema import (
+        CHOICES,
+        CHOICES_FILE,
+        PLAN_CURVES,
+        PLAN_CURVES_FILE,
+        PROBLEMS,
+        PROBLEMS_FILE,
+        PROFILE_FILE,
+        SELECTION,
+        SELECTION_FILE,
+        SUMMARY_FILE,
+        read_problems,
+        read_profile,
+        resolve_table_path,
+        write_table,
+    )
+
+    profile, meta = read_profile(profile_dir)
+    prob = read_problems(resolve_table_path(profile_dir, PROFILE_FILE))
+    if prob is None:
+        raise PlannerError(f"{profile_dir}: no problems.parquet beside the profile (run ttc curves to make one)")
+    problems = prob[0].copy()
+    column = {"oracle": "oracle_bin", "level": "level_bin", "predicted": "predicted_bin"}[bin_by]
+    if bin_by == "level":
+        if problems["level"].isna().all():
+            raise PlannerError("--bin-by level: the problems table has no level labels")
+        problems["level_bin"] = label_bins(problems.set_index("problem_id")["level"]).to_numpy()
+    if n_bins is not None:
+        if bin_by != "oracle":
+            raise PlannerError("--bins re-bins oracle pass@1; it cannot be combined with --bin-by " + bin_by)
+        problems["oracle_bin"] = quantile_bins(problems.set_index("problem_id")["pass1"], n_bins).to_numpy()
+    if n_bins is not None or bin_by == "level":
+        problems["fold"] = assign_folds(problems["problem_id"].tolist(), problems[column].to_numpy(), seed)
+    try:
+        opts = PlanOptions(
+            unit=unit, budgets=None if budgets is None else tuple(parse_float_list(budgets, "--budgets")),
+            bin_column=column, verifier=verifier, n_boot=n_boot, seed=seed,
+        )
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    plan = make_plan(profile, problems, opts)
+    src = resolve_table_path(profile_dir, PROFILE_FILE)
+    plan_meta = {k: v for k, v in meta.items() if k not in ("table", "schema_version")}
+    plan_meta["source_profile_sha256"] = file_sha256(src)
+    summary = {**plan.summary, "metadata": plan_meta}
+    with atomic_dir(out_dir) as stage:
+        write_table(plan.curves, stage / PLAN_CURVES_FILE, PLAN_CURVES, plan_meta)
+        write_table(plan.selection, stage / SELECTION_FILE, SELECTION, plan_meta)
+        write_table(plan.choices, stage / CHOICES_FILE, CHOICES, plan_meta)
+        write_table(problems.drop(columns=[c for c in ("level_bin",) if c in problems]), stage / PROBLEMS_FILE, PROBLEMS, plan_meta)
+        (stage / SUMMARY_FILE).write_text(dumps_json(summary) + "\n", encoding="utf-8")
+    if as_json:
+        echo_json(summary)
+    else:
+        click.echo(render_summary(summary))
+        click.echo(f"\nwrote plan tables and summary.json to {out_dir}")
+
+
+COMMANDS = [plan_cmd]
