@@ -94,13 +94,16 @@ def best_of_k(scores: np.ndarray, correct: np.ndarray, k: int) -> np.ndarray:
 
 
 def _resolve_votes(totals: np.ndarray, class_correct: np.ndarray) -> np.ndarray:
-    """Per subset row: expected correctness of the winning answer (random tie-break)."""
-    best = totals.max(axis=1, keepdims=True)
+    """Expected correctness of the winning answer of each subset (random tie-break).
+
+    totals: [..., A] vote totals per answer class; class_correct: broadcastable to totals.
+    Returns totals.shape[:-1].
+    """
+    best = totals.max(axis=-1, keepdims=True)
     # Sums of the same weights in another order may differ by an ulp: compare with a tolerance.
-    tol = 1e-9 * np.maximum(np.abs(best), 1.0)
-    tied = (totals >= best - tol) & (best > 0)
-    n_tied = tied.sum(axis=1)
-    hits = (tied * class_correct[None, :]).sum(axis=1)
+    tied = (totals >= best - 1e-9 * np.maximum(np.abs(best), 1.0)) & (best > 0)
+    n_tied = tied.sum(axis=-1)
+    hits = np.where(tied, class_correct, 0.0).sum(axis=-1)
     return np.where(n_tied > 0, hits / np.maximum(n_tied, 1), 0.0)
 
 
@@ -141,6 +144,77 @@ def vote_curve(
     return out
 
 
+def vote_curves_batch(
+    classes: np.ndarray,
+    weights: np.ndarray,
+    class_correct: np.ndarray,
+    budgets: Sequence[int],
+    mc_samples: int,
+    rng: np.random.Generator,
+    chunk_cells: int = 4_000_000,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Voting curves for many pools of equal size at once (rows = problems).
+
+    classes: [P, n] answer class per sample (-1 = no answer); weights: [P, n] vote weights (ones
+    for majority, scores for weighted majority); class_correct: [P, A] correctness per class.
+    Returns (accuracy [P, K], standard error [P, K], exact [K]).
+
+    Budgets whose C(n, k) subsets fit in `mc_samples` are enumerated exactly. The others share
+    one set of `mc_samples` random permutations: the subset at budget k is the first k of each
+    permutation, so counts grow incrementally and the whole curve costs one pass over each pool
+    per permutation. Each pool is first shuffled by its own random permutation, so every pool sees
+    independent uniform subsets even when the permutations are shared (and even when a dump
+    stores its pool sorted by score).
+    """
+    cls = np.asarray(classes, np.int64)
+    p_count, n = cls.shape
+    n_cls = max(int(class_correct.shape[1]), 1)
+    ok = np.zeros((p_count, n_cls)) if class_correct.shape[1] == 0 else np.asarray(class_correct, float)
+    w = np.where(cls >= 0, np.asarray(weights, float), 0.0)
+    cls = np.where(cls >= 0, cls, 0)
+    k_count = len(budgets)
+    acc = np.zeros((p_count, k_count))
+    se = np.zeros((p_count, k_count))
+    exact = np.array([math.comb(n, k) <= mc_samples for k in budgets], bool)
+
+    def run(subsets: np.ndarray, cols: list[int], incremental: bool, ks: list[int]) -> None:
+        m = subsets.shape[0]
+        step = max(1, chunk_cells // (m * n_cls))
+        for a in range(0, p_count, step):
+            b = min(p_count, a + step)
+            pc = b - a
+            base = ((np.arange(pc)[:, None] * m + np.arange(m)[None, :]) * n_cls)[:, :, None]
+            totals = np.zeros(pc * m * n_cls)
+            done = 0
+            for col, k in zip(cols, ks, strict=True):
+                idx = subsets[:, done:k] if incremental else subsets
+                flat = (base + cls[a:b][:, idx]).ravel()
+                part = np.bincount(flat, weights=w[a:b][:, idx].ravel(), minlength=pc * m * n_cls)
+                if incremental:
+                    totals += part
+                    done = k
+                    res = _resolve_votes(totals.reshape(pc, m, n_cls), ok[a:b, None, :])
+                else:
+                    res = _resolve_votes(part.reshape(pc, m, n_cls), ok[a:b, None, :])
+                acc[a:b, col] = res.mean(axis=1)
+                if not exact[col] and m > 1:
+                    se[a:b, col] = res.std(axis=1, ddof=1) / math.sqrt(m)
+
+    for col, k in enumerate(budgets):
+        if exact[col]:
+            rows = np.array(list(itertools.combinations(range(n), k)), dtype=np.int64).reshape(-1, k)
+            run(rows, [col], False, [k])
+    mc_cols = [c for c in np.argsort(budgets, kind="stable") if not exact[c]]
+    if mc_cols:
+        # One own shuffle per pool, then permutations shared by all pools.
+        shuffle = np.argsort(rng.random((p_count, n)), axis=1)
+        cls = np.take_along_axis(cls, shuffle, axis=1)
+        w = np.take_along_axis(w, shuffle, axis=1)
+        perms = np.argsort(rng.random((mc_samples, n)), axis=1)
+        run(perms, [int(c) for c in mc_cols], True, [budgets[c] for c in mc_cols])
+    return acc, se, exact
+
+
 def vote_curve_sparse(
     classes: np.ndarray,
     weights: np.ndarray,
@@ -149,42 +223,12 @@ def vote_curve_sparse(
     mc_samples: int,
     rng: np.random.Generator,
 ) -> list[VoteEstimate]:
-    """`vote_curve` for single-answer units (a pool), without materialising a dense unit matrix.
-
-    Monte Carlo budgets share one set of random permutations: the subset at budget k is the
-    first k of each permutation, so counts grow incrementally and the whole curve costs one pass
-    over the pool per permutation.
-    """
-    n = len(classes)
-    n_cls = len(class_correct)
-    valid = classes >= 0
-    cls = np.where(valid, classes, 0)
-    w = np.where(valid, weights, 0.0)
-    out: list[VoteEstimate | None] = [None] * len(budgets)
-    mc_idx = []
-    for j, k in enumerate(budgets):
-        if math.comb(n, k) <= mc_samples:
-            rows = np.array(list(itertools.combinations(range(n), k)), dtype=np.int64).reshape(-1, k)
-            flat = (np.arange(len(rows))[:, None] * n_cls + cls[rows]).ravel()
-            totals = np.bincount(flat, weights=w[rows].ravel(), minlength=len(rows) * n_cls)
-            acc = _resolve_votes(totals.reshape(len(rows), n_cls), class_correct)
-            out[j] = VoteEstimate(float(acc.mean()), 0.0, True)
-        else:
-            mc_idx.append(j)
-    if mc_idx:
-        m = mc_samples
-        perm = np.argsort(rng.random((m, n)), axis=1)
-        totals = np.zeros(m * n_cls)
-        base = (np.arange(m) * n_cls)[:, None]
-        done = 0
-        for j in sorted(mc_idx, key=lambda i: budgets[i]):
-            k = budgets[j]
-            chunk = perm[:, done:k]
-            totals += np.bincount((base + cls[chunk]).ravel(), weights=w[chunk].ravel(), minlength=m * n_cls)
-            done = k
-            acc = _resolve_votes(totals.reshape(m, n_cls), class_correct)
-            out[j] = VoteEstimate(float(acc.mean()), float(acc.std(ddof=1) / math.sqrt(m)), False)
-    return [o for o in out if o is not None]
+    """`vote_curves_batch` for a single pool."""
+    acc, se, exact = vote_curves_batch(
+        np.asarray(classes)[None, :], np.asarray(weights, float)[None, :],
+        np.asarray(class_correct, float)[None, :], budgets, mc_samples, rng,
+    )
+    return [VoteEstimate(float(a), float(e), bool(x)) for a, e, x in zip(acc[0], se[0], exact, strict=True)]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -202,7 +246,7 @@ class CurveOptions:
 
     budgets: tuple[int, ...] | None = None
     aggs: tuple[str, ...] = AGGS
-    mc_samples: int = 1000
+    mc_samples: int = 256
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -302,65 +346,102 @@ def _mean_or_nan(x: np.ndarray) -> float:
     return float("nan") if np.isnan(x).any() else float(np.mean(x))
 
 
-def _pool_rows(
-    pid: str, strategy: str, base: dict, verifier: str, g: pd.DataFrame, opts: CurveOptions,
-    with_votes: bool,
-) -> list[_Row]:
-    """All curves of one problem's pool under one verifier."""
-    n = len(g)
-    budgets = [b for b in (opts.budgets or powers_of_two(n)) if b <= n]
-    if not budgets:
-        return []
-    correct = g["correct"].to_numpy(bool)
-    gen_flops = g["gen_flops"].to_numpy(float)
-    ver_flops = g["verifier_flops"].to_numpy(float)
-    tokens = g["gen_tokens"].to_numpy(float).mean()
-    prompt = g["prompt_tokens"].to_numpy(float).mean()
-    wall = _mean_or_nan(g["wall_s"].to_numpy(float))
-    gen_mean, ver_mean = gen_flops.mean(), ver_flops.mean()
-    rows: list[_Row] = []
+def _pool_classes(pids: np.ndarray, answers: np.ndarray, correct: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Class ids per problem ([P, n], -1 = no answer) and class correctness ([P, A]).
 
-    def emit(cfg: dict, k: int, acc: float, se: float, uses_verifier: bool) -> None:
-        flops = k * (gen_mean + (ver_mean if uses_verifier else 0.0))
-        rows.append(_Row(pid, strategy, cfg, k, acc, se, flops, k * tokens, k * prompt, k * wall))
+    Rows are sorted by problem, so factorising (problem, answer) gives each problem a contiguous
+    range of ids; subtracting the range's start makes them local.
+    """
+    p_count = len(answers) // n
+    has = np.array([a is not None and not (isinstance(a, float) and math.isnan(a)) for a in answers], bool)
+    keys = pd.MultiIndex.from_arrays([pids[has], pd.Index(answers[has]).astype(str)])
+    codes, _ = pd.factorize(keys)
+    gid = np.full(len(answers), -1, np.int64)
+    gid[has] = codes
+    row_p = np.repeat(np.arange(p_count), n)
+    first = np.full(p_count, np.iinfo(np.int64).max)
+    np.minimum.at(first, row_p[has], gid[has])
+    local = np.where(has, gid - first[row_p], -1)
+    n_cls = int(local.max()) + 1 if has.any() else 0
+    sums = np.zeros((p_count, max(n_cls, 1)))
+    cnts = np.zeros((p_count, max(n_cls, 1)))
+    np.add.at(sums, (row_p[has], local[has]), correct[has].astype(float))
+    np.add.at(cnts, (row_p[has], local[has]), 1.0)
+    with np.errstate(invalid="ignore"):
+        ok = np.where(cnts > 0, sums / np.maximum(cnts, 1), 0.0)
+    return local.reshape(p_count, n), ok
 
-    if with_votes:
-        cov = {**base, "select": "coverage", "agg": "none", "verifier": "none"}
-        for k in budgets:
-            emit(cov, k, float(pass_at_k(n, int(correct.sum()), k)), 0.0, False)
-        cls, cls_ok = _answer_classes(g["answer"].tolist(), correct)
-        rng = np.random.default_rng(_stable_seed(opts.seed, strategy, canonical_config(base), pid, "maj"))
-        maj = {**base, "select": "majority", "agg": "none", "verifier": "none"}
-        if len(cls_ok) == 0:
-            for k in budgets:
-                emit(maj, k, 0.0, 0.0, False)
-        else:
-            for k, est in zip(budgets, vote_curve_sparse(cls, np.ones(n), cls_ok, budgets, opts.mc_samples, rng), strict=True):
-                emit(maj, k, est.accuracy, est.se, False)
-    if verifier == "none":
-        return rows
-    score = g["score"].to_numpy(float)
-    steps = g["step_scores"].tolist()
-    has_steps = any(len(s) > 0 for s in steps)
-    cls, cls_ok = _answer_classes(g["answer"].tolist(), correct)
-    for agg in opts.aggs:
-        if agg != "last" and not has_steps:
+
+def _pool_group(
+    strategy: str, base: dict, verifier: str, grp: pd.DataFrame, opts: CurveOptions, with_votes: bool,
+) -> list[pd.DataFrame]:
+    """All curves of one (strategy, config, verifier) pool group, batched over problems of equal
+    pool size (the pools' rows sorted by problem, run, position)."""
+    sizes = grp.groupby("problem_id", sort=True).size()
+    out: list[pd.DataFrame] = []
+    cfg_text = canonical_config(base)
+    for n, pids_n in sizes.groupby(sizes, sort=True):
+        n = int(n)
+        budgets = [b for b in (opts.budgets or powers_of_two(n)) if b <= n]
+        if not budgets:
             continue
-        s = aggregate_steps(steps, score, agg)
-        best = {**base, "select": "best", "agg": agg, "verifier": verifier}
-        sorted_ok = tie_averaged_sorted(s, correct)
-        for k in budgets:
-            emit(best, k, float(sorted_ok @ best_of_k_weights(n, k)), 0.0, True)
-        wcfg = {**base, "select": "weighted", "agg": agg, "verifier": verifier}
-        _check_weights(s, f"{strategy} {canonical_config(base)} verifier={verifier} problem={pid}", agg)
-        if len(cls_ok) == 0:
-            for k in budgets:
-                emit(wcfg, k, 0.0, 0.0, True)
+        g = grp[grp["problem_id"].isin(set(pids_n.index))]
+        pids = g["problem_id"].to_numpy(object)
+        names = pids[::n]
+        p_count = len(names)
+        shape = (p_count, n)
+        correct = g["correct"].to_numpy(bool).reshape(shape)
+        gen = g["gen_flops"].to_numpy(float).reshape(shape).mean(axis=1)
+        ver = g["verifier_flops"].to_numpy(float).reshape(shape).mean(axis=1)
+        tok = g["gen_tokens"].to_numpy(float).reshape(shape).mean(axis=1)
+        prm = g["prompt_tokens"].to_numpy(float).reshape(shape).mean(axis=1)
+        wall = g["wall_s"].to_numpy(float).reshape(shape).mean(axis=1)  # NaN stays NaN
+        ks = np.asarray(budgets, float)
+
+        batch = (names, ks, gen, ver, tok, prm, wall)
+
+        def emit(cfg: dict, acc: np.ndarray, se: np.ndarray | None, uses_verifier: bool,
+                 batch: tuple = batch) -> None:
+            names, ks, gen, ver, tok, prm, wall = batch
+            per = gen + (ver if uses_verifier else 0.0)
+            out.append(pd.DataFrame({
+                "problem_id": np.repeat(names, len(ks)),
+                "strategy": strategy,
+                "config": canonical_config(cfg),
+                "budget": np.tile(ks, len(names)),
+                "accuracy": np.clip(acc, 0.0, 1.0).ravel(),
+                "accuracy_se": (np.zeros_like(acc) if se is None else se).ravel(),
+                "flops": np.outer(per, ks).ravel(),
+                "tokens": np.outer(tok, ks).ravel(),
+                "prompt_tokens": np.outer(prm, ks).ravel(),
+                "wall_s": np.outer(wall, ks).ravel(),
+            }))
+
+        cls, cls_ok = _pool_classes(pids, g["answer"].to_numpy(object), g["correct"].to_numpy(bool), n)
+        if with_votes:
+            c = correct.sum(axis=1)
+            emit({**base, "select": "coverage", "agg": "none", "verifier": "none"},
+                 np.column_stack([pass_at_k(n, c, k) for k in budgets]), None, False)
+            rng = np.random.default_rng(_stable_seed(opts.seed, strategy, cfg_text, str(n), "majority"))
+            acc, se, _ = vote_curves_batch(cls, np.ones(shape), cls_ok, budgets, opts.mc_samples, rng)
+            emit({**base, "select": "majority", "agg": "none", "verifier": "none"}, acc, se, False)
+        if verifier == "none":
             continue
-        rng = np.random.default_rng(_stable_seed(opts.seed, strategy, canonical_config(base), verifier, agg, pid))
-        for k, est in zip(budgets, vote_curve_sparse(cls, s, cls_ok, budgets, opts.mc_samples, rng), strict=True):
-            emit(wcfg, k, est.accuracy, est.se, True)
-    return rows
+        score = g["score"].to_numpy(float)
+        steps = g["step_scores"].tolist()
+        has_steps = any(len(x) > 0 for x in steps)
+        for agg in opts.aggs:
+            if agg != "last" and not has_steps:
+                continue
+            s = aggregate_steps(steps, score, agg).reshape(shape)
+            sorted_ok = tie_averaged_sorted(s, correct)
+            emit({**base, "select": "best", "agg": agg, "verifier": verifier},
+                 np.column_stack([sorted_ok @ best_of_k_weights(n, k) for k in budgets]), None, True)
+            _check_weights(s, f"{strategy} {cfg_text} verifier={verifier}", agg)
+            rng = np.random.default_rng(_stable_seed(opts.seed, strategy, cfg_text, str(n), verifier, agg))
+            acc, se, _ = vote_curves_batch(cls, s, cls_ok, budgets, opts.mc_samples, rng)
+            emit({**base, "select": "weighted", "agg": agg, "verifier": verifier}, acc, se, True)
+    return out
 
 
 def _chain_rows(
@@ -502,25 +583,32 @@ def profile_from_samples(samples: pd.DataFrame, opts: CurveOptions | None = None
     if samples.empty:
         raise PlannerError("samples table is empty")
     rows: list[_Row] = []
+    frames: list[pd.DataFrame] = []
     df = samples.sort_values(["strategy", "config", "verifier", "problem_id", "run", "position"], kind="stable")
+    voted: set[tuple[str, str]] = set()
     seen_votes: set[tuple[str, str, str]] = set()
     for (strategy, config, verifier), grp in df.groupby(["strategy", "config", "verifier"], sort=True):
         kind = strategy_kind(strategy)
         base = parse_config(config)
         for key in ("select", "agg", "verifier"):
             base.pop(key, None)
-        for pid, g in grp.groupby("problem_id", sort=True):
+        if kind == POOL:
             # Votes and coverage need no verifier: compute them once per pool, not per verifier.
+            with_votes = (strategy, config) not in voted
+            voted.add((strategy, config))
+            frames += _pool_group(strategy, base, verifier, grp, opts, with_votes)
+            continue
+        for pid, g in grp.groupby("problem_id", sort=True):
             vote_key = (strategy, config, pid)
             with_votes = vote_key not in seen_votes
             seen_votes.add(vote_key)
-            if kind == POOL:
-                rows += _pool_rows(pid, strategy, base, verifier, g, opts, with_votes)
-            elif kind == CHAINS:
+            if kind == CHAINS:
                 rows += _chain_rows(pid, strategy, base, verifier, g, opts, with_votes)
             elif kind == SEARCH:
                 rows += _search_rows(pid, strategy, base, verifier, g, opts)
-    if not rows:
+    if rows:
+        frames.append(pd.DataFrame([r.as_dict() for r in rows]))
+    if not frames:
         raise PlannerError("no profile rows: every requested budget exceeds the pools' sizes")
-    out = pd.DataFrame([r.as_dict() for r in rows])
+    out = pd.concat(frames, ignore_index=True)
     return out.sort_values(["problem_id", "strategy", "config", "budget"], kind="stable").reset_index(drop=True)

@@ -13,12 +13,22 @@ from planner.commands.common import echo_json, handle_errors, json_option, parse
 @click.option("--budgets", default=None, help="Comma-separated budgets in generations (default: powers of two up to n).")
 @click.option("--aggs", default="last,min,prod,mean", show_default=True,
               help="Step-score aggregations to report for verifier-based selection.")
-@click.option("--mc-samples", default=1000, show_default=True,
+@click.option("--mc-samples", default=256, show_default=True,
               help="Random subsets per budget for majority votes when exact enumeration is too large.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the Monte Carlo subsets.")
+@click.option("--probe-k", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Probe samples per problem for predicted difficulty (0 = none): adds feat_* columns, "
+                   "probe costs and a cross-fitted predicted_bin to problems.parquet.")
+@click.option("--probe-verifier", default=None, help="Verifier that scores the probes (default: the first).")
+@click.option("--predictor", type=click.Choice(["ordinal", "multinomial"]), default="ordinal", show_default=True,
+              help="Model of the difficulty predictor (with --probe-k).")
+@click.option("--probe-features", default=None,
+              help="Comma-separated probe features (default: score_mean,score_max,score_min,score_std,"
+                   "agreement,gen_tokens; e.g. score_mean alone is the paper's predictor).")
 @json_option
 @handle_errors
 def curves_cmd(samples_dir: str, out_dir: str, budgets: str | None, aggs: str, mc_samples: int, seed: int,
+               probe_k: int, probe_verifier: str | None, predictor: str, probe_features: str | None,
                as_json: bool) -> None:
     """Estimate accuracy-vs-budget curves from SAMPLES_DIR and write OUT/profile.parquet.
 
@@ -29,6 +39,7 @@ def curves_cmd(samples_dir: str, out_dir: str, budgets: str | None, aggs: str, m
     \b
     Example:
       ttc curves runs/qwen --out runs/qwen-profile --budgets 1,2,4,8
+      ttc curves runs/testbed --out runs/testbed-profile --probe-k 4
     """
     from planner.curves import CurveOptions, profile_from_samples
     from planner.difficulty import build_problems
@@ -55,6 +66,17 @@ def curves_cmd(samples_dir: str, out_dir: str, budgets: str | None, aggs: str, m
     prob = read_problems(samples_dir)
     problems = prob[0] if prob is not None else build_problems(samples, seed=seed)
     profile = profile_from_samples(samples, opts)
+    if probe_k:
+        from planner.difficulty import add_predicted_bins
+        from planner.features import probe_cost, probe_verifiers
+
+        verifier = probe_verifier or (probe_verifiers(samples) or [None])[0]
+        names = None if probe_features is None else [f.strip() for f in probe_features.split(",") if f.strip()]
+        problems = add_predicted_bins(problems, samples, probe_k, verifier, model=predictor, seed=seed,
+                                      features=names)
+        problems = problems.drop(columns=[c for c in ("probe_flops", "probe_tokens") if c in problems])
+        problems = problems.merge(probe_cost(samples, probe_k, verifier), on="problem_id", how="left")
+        meta = {**meta, "probe": {"k": probe_k, "verifier": verifier, "predictor": predictor, "seed": seed}}
     meta = {**meta, "curves": {"mc_samples": mc_samples, "seed": seed, "aggs": list(opts.aggs),
                                "budgets": None if opts.budgets is None else list(opts.budgets)}}
     with atomic_dir(out_dir) as stage:

@@ -1,0 +1,57 @@
+"""Compute-optimal selection at scale: 100k problems x 200 configs x 9 budgets.
+
+Prints the wall and CPU time of the dense core of `ttc plan` (two-fold cross-fitted selection
+within 5 bins at 9 budgets, then the mean and 95% CI of the compute-optimal accuracy at each
+budget) and the peak resident memory. Targets: <= 5 s and <= 2 GB.
+Run: `.venv/bin/python benchmarks/bench_plan.py`.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+import tracemalloc
+
+import numpy as np
+
+from planner.optimize import cross_fit, mean_ci
+
+P, C, B, BINS = 100_000, 200, 9, 5
+
+
+def main() -> None:
+    rng = np.random.default_rng(0)
+    budgets = np.array([2.0**i for i in range(B)])
+    # Options = configs x budgets; accuracy grows with budget, each config with its own slope.
+    n_opt = C * B
+    cost = np.repeat(budgets, C)
+    difficulty = rng.random(P).astype(np.float32)
+    slope = rng.random(C).astype(np.float32)
+    acc = np.empty((P, n_opt), dtype=np.float32)
+    for j, b in enumerate(budgets):
+        gain = (np.log2(b) / 8.0) * slope[None, :]
+        block = 1.0 - difficulty[:, None] + gain * difficulty[:, None] * 0.5
+        block += 0.05 * rng.standard_normal(block.shape, dtype=np.float32)
+        acc[:, j * C:(j + 1) * C] = np.clip(block, 0, 1)
+    del block
+    bins = np.minimum((difficulty * BINS).astype(np.int64), BINS - 1)
+    folds = rng.integers(0, 2, P)
+    tracemalloc.start()
+    t0, c0 = time.perf_counter(), time.process_time()
+    fit = cross_fit(acc, cost, bins, folds, budgets.tolist())
+    cis = [mean_ci(fit.per_problem[t], 0.95, 0, rng) for t in range(B)]
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    work_gb = tracemalloc.get_traced_memory()[1] / 1024**3
+    tracemalloc.stop()
+    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    print(f"selection: {P} problems x {C} configs x {B} budgets ({n_opt} options), {BINS} bins, 2 folds")
+    print(f"wall {wall:.2f} s, CPU {cpu:.2f} s (target <= 5 s); peak RSS {peak_gb:.2f} GB "
+          f"(target <= 2 GB; input {acc.nbytes / 1024**3:.2f} GB, selection's own peak {work_gb:.2f} GB); "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    for b, (m, lo, hi) in zip(budgets, cis, strict=True):
+        print(f"  budget {b:5.0f}: compute-optimal accuracy {m:.4f} [{lo:.4f}, {hi:.4f}]")
+
+
+if __name__ == "__main__":
+    main()
