@@ -17,6 +17,11 @@ _COMMAND_MODULES = [
     "planner.commands.samples",
     "planner.commands.curves",
     "planner.commands.plan",
+    "planner.commands.policy",
+    "planner.commands.whatif",
+    "planner.commands.profile",
+    "planner.commands.demo",
+    "planner.commands.testbed",
 ]
 
 

@@ -486,7 +486,9 @@ def _chain_rows(
                      c: int = c, length: int = length, cost: tuple = per_chain) -> None:
                 g_fl, v_fl, tk, p_tk, w_s = cost
                 fl = c * (g_fl + (v_fl if uses_verifier else 0.0))
-                cfg = {**cfg, "chains": c, "length": length}
+                # chains/length: what this budget uses; run_*: the run it is read from (two
+                # revision runs of different shapes give distinct options).
+                cfg = {**cfg, "run_chains": n_chains, "run_length": full_len, "chains": c, "length": length}
                 rows.append(_Row(pid, strategy, cfg, c * length, acc, se, fl, c * tk, c * p_tk, c * w_s))
 
             if with_votes:

@@ -25,7 +25,7 @@ import scipy.sparse as sp
 from scipy.stats import norm
 
 from planner.errors import PlannerError
-from planner.schema import parse_config
+from planner.schema import canonical_config, parse_config
 from planner.strategies import DEPLOYABLE_SELECTS
 
 UNITS = ("generations", "flops")
@@ -40,6 +40,10 @@ class PlanOptions:
     verifier: the verifier of the best-of-N baselines (None = each verifier in the profile; the
     efficiency multiple uses the first in sorted order).
     ci: confidence level; n_boot: bootstrap resamples over problems (0 = normal approximation).
+    probe_k: probe samples charged to every prompt (0 = the paper: difficulty is free). The probes'
+    cost is read from the problems table (columns probe_flops, probe_tokens; `ttc curves
+    --probe-k`); with probe_reuse a `sample` pool of the probe sampler reuses them (see
+    `charge_probes`).
     """
 
     unit: str = "generations"
@@ -49,6 +53,9 @@ class PlanOptions:
     ci: float = 0.95
     n_boot: int = 1000
     seed: int = 0
+    probe_k: int = 0
+    probe_verifier: str | None = None
+    probe_reuse: bool = True
 
     def __post_init__(self) -> None:
         if self.unit not in UNITS:
@@ -59,6 +66,8 @@ class PlanOptions:
             raise ValueError("n_boot must be >= 0")
         if self.budgets is not None and any(b <= 0 for b in self.budgets):
             raise ValueError("budgets must be > 0")
+        if self.probe_k < 0:
+            raise ValueError("probe_k must be >= 0")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -155,7 +164,8 @@ def mean_ci(
     elif n_boot == 0:
         z = norm.ppf(0.5 + ci / 2)
         half = z * v2.std(axis=0, ddof=1) / math.sqrt(n)
-        lo, hi = mean - half, mean + half
+        # A mean never leaves the range of its values (accuracies near 1 gave ci_hi > 1).
+        lo, hi = np.maximum(mean - half, v2.min(axis=0)), np.minimum(mean + half, v2.max(axis=0))
     else:
         boots = np.empty((n_boot, v2.shape[1]))
         step = max(1, 2_000_000 // max(n, 1))
@@ -229,6 +239,88 @@ def _baseline_methods(opts: pd.DataFrame, verifier: str | None) -> tuple[dict[st
     return methods, (verifiers[0] if verifiers else None)
 
 
+@dataclass
+class ProbeCharge:
+    """Costs with the k probes charged to every prompt (arrays over options, or problems x options).
+
+    generations/flops/tokens: totals with reuse where allowed; *_no_reuse: probes paid on top.
+    """
+
+    k: int
+    verifier: str | None
+    reuse: bool
+    reusable: np.ndarray
+    generations: np.ndarray
+    generations_no_reuse: np.ndarray
+    flops: np.ndarray
+    flops_no_reuse: np.ndarray
+    tokens: np.ndarray
+    probe_flops: np.ndarray
+    probe_tokens: np.ndarray
+
+    def reorder(self, order: np.ndarray) -> ProbeCharge:
+        return ProbeCharge(self.k, self.verifier, self.reuse, self.reusable[order], self.generations[order],
+                           self.generations_no_reuse[order], self.flops[:, order], self.flops_no_reuse[:, order],
+                           self.tokens[:, order], self.probe_flops, self.probe_tokens)
+
+    def figures(self, used: np.ndarray, rows: np.ndarray | None = None) -> dict[str, float]:
+        """Mean charged cost of problems `rows` (default all), each using option used[i]."""
+        r = np.arange(self.flops.shape[0]) if rows is None else np.flatnonzero(rows)
+        return {
+            "probe_flops": float(self.probe_flops[r].mean()),
+            "total_generations": float(self.generations[used].mean()),
+            "total_generations_no_reuse": float(self.generations_no_reuse[used].mean()),
+            "total_flops": float(self.flops[r, used].mean()),
+            "total_flops_no_reuse": float(self.flops_no_reuse[r, used].mean()),
+            "total_tokens": float(self.tokens[r, used].mean()),
+            "probe_reused": float(self.reusable[used].mean()),
+        }
+
+    def summary(self) -> dict:
+        return {"k": self.k, "verifier": self.verifier, "reuse": self.reuse,
+                "mean_flops": float(self.probe_flops.mean()), "mean_tokens": float(self.probe_tokens.mean())}
+
+
+def charge_probes(options: pd.DataFrame, flops: np.ndarray, tokens: np.ndarray, problems: pd.DataFrame,
+                  opts: PlanOptions) -> ProbeCharge:
+    """Charge k probe samples to every prompt, reusing them where the option can.
+
+    The probes are the first k samples of the probe pool (the first `sample` config in sorted
+    order), scored by the probe verifier. An option that draws from that same pool and selects
+    with no verifier or the probe verifier (majority, best, weighted) reuses min(n, k) of its n
+    samples, so it costs max(n, k) generations, and the probes' FLOPs and tokens are counted
+    once: total = option + probe - min(n, k)/n * option (per-sample cost of the pool and of the
+    probes are the same samples). Any other option pays n + k generations and option + probe.
+    An option with n < k is charged k and keeps its own accuracy (a conservative reading: a
+    router could use all k).
+    """
+    for col in ("probe_flops", "probe_tokens"):
+        if col not in problems.columns:
+            raise PlannerError(f"probe_k={opts.probe_k}: the problems table has no '{col}' column "
+                               "(make the profile with ttc curves --probe-k)")
+    pf = problems["probe_flops"].to_numpy(float)
+    pt = problems["probe_tokens"].to_numpy(float)
+    if np.isnan(pf).any() or np.isnan(pt).any():
+        raise PlannerError("problems table: probe_flops / probe_tokens missing for some problems")
+    k = float(opts.probe_k)
+    n = options["budget"].to_numpy(float)
+    bases = options["config"].map(lambda c: canonical_config({
+        key: v for key, v in parse_config(c).items() if key not in ("select", "agg", "verifier")}))
+    pool = (options["strategy"] == "sample").to_numpy()
+    probe_base = sorted(bases[pool].unique())[0] if pool.any() else None
+    reusable = (
+        opts.probe_reuse & pool & (bases == probe_base).to_numpy()
+        & options["verifier"].isin(["none", opts.probe_verifier]).to_numpy()
+    )
+    frac = np.where(reusable, np.minimum(n, k) / np.maximum(n, 1e-12), 0.0)
+    return ProbeCharge(
+        k=opts.probe_k, verifier=opts.probe_verifier, reuse=opts.probe_reuse, reusable=reusable,
+        generations=np.where(reusable, np.maximum(n, k), n + k), generations_no_reuse=n + k,
+        flops=flops + pf[:, None] - frac[None, :] * flops, flops_no_reuse=flops + pf[:, None],
+        tokens=tokens + pt[:, None] - frac[None, :] * tokens, probe_flops=pf, probe_tokens=pt,
+    )
+
+
 def make_plan(profile: pd.DataFrame, problems: pd.DataFrame, opts: PlanOptions | None = None) -> Plan:
     opts = opts or PlanOptions()
     if opts.bin_column not in problems.columns:
@@ -269,22 +361,28 @@ def make_plan(profile: pd.DataFrame, problems: pd.DataFrame, opts: PlanOptions |
     if opts.unit == "flops" and not (flop_cost > 0).all():
         raise PlannerError("the profile records no FLOPs (e.g. an imported dump): plan with --unit generations")
     cost = gen_cost if opts.unit == "generations" else flop_cost
+    charged = None
+    if opts.probe_k:
+        charged = charge_probes(options, flops, tokens, prob.loc[pids], opts)
+        cost = charged.generations if opts.unit == "generations" else charged.flops.mean(axis=0)
 
     # Prefer the cheaper option on equal accuracy, then a fixed order by name.
     order = np.lexsort((options["config"].to_numpy(), options["strategy"].to_numpy(), cost))
     options, acc, flops, tokens, cost = options.iloc[order].reset_index(drop=True), acc[:, order], flops[:, order], tokens[:, order], cost[order]
     gen_cost, flop_cost = gen_cost[order], flop_cost[order]
+    if charged is not None:
+        charged = charged.reorder(order)
     deployable = options["select"].isin(DEPLOYABLE_SELECTS).to_numpy()
     methods, ref_verifier = _baseline_methods(options, opts.verifier)
 
     if opts.budgets is not None:
         targets = sorted(set(float(b) for b in opts.budgets))
     elif opts.unit == "generations":
-        targets = sorted(set(gen_cost[deployable].tolist()))
+        targets = sorted(set((gen_cost if charged is None else cost)[deployable].tolist()))
     else:
         maj = methods["majority"]
         base = maj if maj.any() else deployable
-        targets = sorted(set(np.round(flop_cost[base], 6).tolist()))
+        targets = sorted(set(np.round(flop_cost[base] if charged is None else cost[base], 6).tolist()))
     fit = cross_fit(acc, cost, bins, folds, targets, deployable)
     rng = np.random.default_rng(opts.seed)
 
@@ -293,12 +391,15 @@ def make_plan(profile: pd.DataFrame, problems: pd.DataFrame, opts: PlanOptions |
     for ti, t in enumerate(targets):
         series = {"compute_optimal": fit.per_problem[ti]}
         chosen_cost = {}
+        chosen_j: dict[str, int] = {}
         for name, mask in methods.items():
             ok = np.flatnonzero(mask & (cost <= t * (1 + 1e-9)))
             if len(ok):
-                j = ok[np.argmax(cost[ok])]
+                # With probes charged several pool sizes cost the same: take the largest.
+                j = ok[np.argmax(cost[ok])] if charged is None else ok[np.lexsort((gen_cost[ok], cost[ok]))[-1]]
                 series[name] = acc[:, j]
                 chosen_cost[name] = (float(gen_cost[j]), float(flop_cost[j]), float(np.nanmean(tokens[:, j])))
+                chosen_j[name] = int(j)
         names = [n for n, v in series.items() if not np.isnan(v).any()]
         if not names:
             continue
@@ -313,6 +414,10 @@ def make_plan(profile: pd.DataFrame, problems: pd.DataFrame, opts: PlanOptions |
                 "budget": float(t), "method": name, "accuracy": float(m[i]), "ci_lo": float(lo[i]),
                 "ci_hi": float(hi[i]), "generations": float(g_used), "flops": float(f_used), "tokens": float(t_used),
             })
+            if charged is not None:
+                used_opts = (np.array([fit.chosen[ti][bins[p], 1 - folds[p]] for p in range(len(pids))])
+                             if name == "compute_optimal" else np.full(len(pids), chosen_j[name]))
+                curve_rows[-1].update(charged.figures(used_opts))
         for b, label in enumerate(bin_labels):
             for f in (0, 1, -1):
                 j = int(fit.deploy[ti][b] if f == -1 else fit.chosen[ti][b, f])
@@ -341,6 +446,8 @@ def make_plan(profile: pd.DataFrame, problems: pd.DataFrame, opts: PlanOptions |
                 "flops": float(flops[in_bin, j].mean()), "tokens": float(tokens[in_bin, j].mean()),
                 "n_problems": int(in_bin.sum()),
             })
+            if charged is not None:
+                choice_rows[-1].update(charged.figures(np.full(int(in_bin.sum()), j), in_bin))
     curves = pd.DataFrame(curve_rows)
     if curves.empty:
         raise PlannerError("no budget has an eligible option: the requested budgets are below every option's cost")
@@ -372,6 +479,8 @@ def make_plan(profile: pd.DataFrame, problems: pd.DataFrame, opts: PlanOptions |
         "in_sample_bins": fit.in_sample_bins,
         "per_budget": [],
     }
+    if charged is not None:
+        summary["probe"] = charged.summary()
     for t in targets:
         sub = curves[curves["budget"] == t]
         if sub.empty:

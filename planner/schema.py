@@ -256,7 +256,7 @@ def _check_column(df: pd.DataFrame, col: Column, source: str) -> pd.Series:
         frac = ~nulls & (fl != np.round(fl))
         if frac.any():
             i = _first(frac)
-            raise fail(i, f"expected an integer, got {fl[i]!r}")
+            raise fail(i, f"expected an integer, got {float(fl[i])!r}")
         if col.nonneg:
             neg = ~nulls & (fl < 0)
             if neg.any():
@@ -286,12 +286,12 @@ def _check_column(df: pd.DataFrame, col: Column, source: str) -> pd.Series:
             neg = ~nan & (fl < 0)
             if neg.any():
                 i = _first(neg)
-                raise fail(i, f"negative value {fl[i]!r} (must be >= 0)")
+                raise fail(i, f"negative value {float(fl[i])!r} (must be >= 0)")
         if col.unit:
             out = ~nan & ((fl < 0) | (fl > 1))
             if out.any():
                 i = _first(out)
-                raise fail(i, f"value {fl[i]!r} outside [0, 1]")
+                raise fail(i, f"value {float(fl[i])!r} outside [0, 1]")
         return pd.Series(fl, dtype=float)
 
     if col.kind == "list_float":

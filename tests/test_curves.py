@@ -104,7 +104,7 @@ def test_pass_at_k_in_unit_interval_and_monotone(n, data):
     c = data.draw(st.integers(0, n))
     vals = [float(pass_at_k(n, c, k)) for k in range(1, n + 1)]
     assert all(0.0 <= v <= 1.0 for v in vals)
-    assert all(b >= a - 1e-12 for a, b in zip(vals, vals[1:], strict=False))
+    assert all(b >= a - 1e-12 for a, b in itertools.pairwise(vals))
     assert vals[0] == pytest.approx(c / n)
 
 
@@ -184,6 +184,11 @@ def test_revision_chains_are_subsampled_whole():
     assert got[(1, 2)] == pytest.approx(0.5)
     assert got[(2, 2)] == 1.0
     assert set(prof["budget"]) == {1.0, 2.0, 4.0}
+    # A second revisions run of another shape gives distinct options, never duplicate keys.
+    more = [{**r, "config": canonical_config({"chains": 1, "length": 2})} for r in rows if r["run"] == 0]
+    both = profile_from_samples(pd.DataFrame(rows + more))
+    validate(both, PROFILE, "two revision runs")
+    assert len(both) > len(prof)
 
 
 def test_search_runs_read_one_budget_each():

@@ -70,7 +70,7 @@ def test_bad_values_name_column_and_first_row(column, value, row, message):
 
 def test_missing_column():
     df = good_samples().drop(columns=["verifier"])
-    with pytest.raises(SchemaError, match="'verifier'.*missing column"):
+    with pytest.raises(SchemaError, match=r"'verifier'.*missing column"):
         validate(df, SAMPLES, "f.parquet")
 
 

@@ -60,10 +60,13 @@ def render_summary(summary: dict) -> str:
 @click.option("--verifier", default=None, help="Verifier of the best-of-N baselines (default: each one).")
 @click.option("--n-boot", default=1000, show_default=True, help="Bootstrap resamples (0 = normal approximation).")
 @click.option("--seed", default=0, show_default=True, help="Seed of the folds (with --bins) and the bootstrap.")
+@click.option("--probe-k", default=None, type=click.IntRange(min=0),
+              help="Charge k probe samples to every prompt (default: the profile's probes with --bin-by "
+                   "predicted, else 0).")
 @json_option
 @handle_errors
 def plan_cmd(profile_dir: str, out_dir: str, unit: str, budgets: str | None, n_bins: int | None, bin_by: str,
-             verifier: str | None, n_boot: int, seed: int, as_json: bool) -> None:
+             verifier: str | None, n_boot: int, seed: int, probe_k: int | None, as_json: bool) -> None:
     """Choose the compute-optimal strategy per difficulty bin and budget (two-fold CV within bins).
 
     Writes OUT/curves.parquet (accuracy per budget and method with CIs), OUT/selection.parquet
@@ -112,10 +115,17 @@ def plan_cmd(profile_dir: str, out_dir: str, unit: str, budgets: str | None, n_b
         problems["oracle_bin"] = quantile_bins(problems.set_index("problem_id")["pass1"], n_bins).to_numpy()
     if n_bins is not None or bin_by == "level":
         problems["fold"] = assign_folds(problems["problem_id"].tolist(), problems[column].to_numpy(), seed)
+    probe = meta.get("probe") or {}
+    if probe_k is None:
+        probe_k = int(probe.get("k", 0)) if bin_by == "predicted" else 0
+    if probe_k and probe_k != probe.get("k"):
+        raise PlannerError(f"--probe-k {probe_k}: the profile's probe costs are for k={probe.get('k')} "
+                           "(make it with ttc curves --probe-k)")
     try:
         opts = PlanOptions(
             unit=unit, budgets=None if budgets is None else tuple(parse_float_list(budgets, "--budgets")),
             bin_column=column, verifier=verifier, n_boot=n_boot, seed=seed,
+            probe_k=probe_k, probe_verifier=probe.get("verifier"),
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None

@@ -1,0 +1,1 @@
+"""Obtaining models: the CPU testbed (`models.testbed`) and model specs."""

@@ -1,0 +1,237 @@
+"""Tiny Llama-architecture models for the testbed: specs, construction, and the LM training loop.
+
+Training stops at a fixed step count (never a wall-clock limit) and draws each batch from an RNG
+seeded by (seed, step), so the same settings always give the same weights, and a run resumed from
+a checkpoint continues exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from models.testbed.task import DEFAULT_LEVELS, format_prompt, sample_problem
+from models.testbed.tokenizer import CharCodec
+
+MAX_POSITIONS = 1024
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Shape of one Llama model (SwiGLU MLP of width 4·hidden, tied embeddings)."""
+
+    hidden: int
+    layers: int
+    heads: int
+
+    def __post_init__(self) -> None:
+        if self.hidden <= 0 or self.layers <= 0 or self.heads <= 0:
+            raise ValueError(f"model sizes must be positive, got {self}")
+        if self.hidden % self.heads:
+            raise ValueError(f"hidden {self.hidden} must be divisible by heads {self.heads}")
+
+    def config(self, vocab_size: int) -> LlamaConfig:
+        codec = CharCodec()
+        return LlamaConfig(
+            vocab_size=vocab_size,
+            hidden_size=self.hidden,
+            intermediate_size=4 * self.hidden,
+            num_hidden_layers=self.layers,
+            num_attention_heads=self.heads,
+            num_key_value_heads=self.heads,
+            max_position_embeddings=MAX_POSITIONS,
+            rope_theta=10000.0,
+            tie_word_embeddings=True,
+            pad_token_id=codec.pad_id,
+            bos_token_id=codec.bos_id,
+            eos_token_id=codec.eos_id,
+        )
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """How long and how hard to train: fixed steps, batch size, peak learning rate."""
+
+    steps: int
+    batch_size: int
+    lr: float
+    warmup: int = 50
+    weight_decay: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.steps <= 0 or self.batch_size <= 0 or self.lr <= 0:
+            raise ValueError(f"steps, batch_size and lr must be positive, got {self}")
+
+
+def build_model(spec: ModelSpec, seed: int) -> LlamaForCausalLM:
+    codec = CharCodec()
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(spec.config(codec.vocab_size))
+    model.config.use_cache = True
+    return model
+
+
+def count_params(model: torch.nn.Module) -> int:
+    """Unique parameters (tied embeddings counted once)."""
+    return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+
+
+def lr_at(step: int, spec: TrainSpec) -> float:
+    """Linear warm-up, then cosine decay to 10% of the peak."""
+    if step < spec.warmup:
+        return spec.lr * (step + 1) / spec.warmup
+    frac = (step - spec.warmup) / max(1, spec.steps - spec.warmup)
+    return spec.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+def pad_batch(
+    seqs: list[list[int]], masks: list[list[int]], pad_id: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-pad token lists; labels are -100 where the loss mask is 0 or on padding."""
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    att = torch.zeros((len(seqs), width), dtype=torch.long)
+    labels = torch.full((len(seqs), width), -100, dtype=torch.long)
+    for i, (s, m) in enumerate(zip(seqs, masks, strict=True)):
+        ids[i, : len(s)] = torch.tensor(s)
+        att[i, : len(s)] = 1
+        labels[i, : len(s)] = torch.tensor([t if k else -100 for t, k in zip(s, m, strict=True)])
+    return ids, att, labels
+
+
+def pretrain_batch(seed: int, step: int, batch_size: int) -> tuple[list[list[int]], list[list[int]]]:
+    """The pretraining batch of one step: one level per batch (little padding), seeded by step.
+
+    The loss covers the completion and <eos>, not the random question digits.
+    """
+    codec = CharCodec()
+    rng = random.Random(f"testbed-pretrain:{seed}:{step}")
+    level = rng.choice(DEFAULT_LEVELS)
+    seqs, masks = [], []
+    for _ in range(batch_size):
+        p = sample_problem(rng, level)
+        prompt = [codec.bos_id, *codec.encode(format_prompt(p.question))]
+        completion = [*codec.encode(p.completion), codec.eos_id]
+        seqs.append(prompt + completion)
+        masks.append([0] * len(prompt) + [1] * len(completion))
+    return seqs, masks
+
+
+def lm_loss(model: torch.nn.Module, ids: torch.Tensor, att: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    logits = model(input_ids=ids, attention_mask=att).logits[:, :-1]
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100)
+
+
+BatchFn = Callable[[int], tuple[list[list[int]], list[list[int]]]]
+LossFn = Callable[[torch.nn.Module, int], tuple[torch.Tensor, int]]
+
+
+def train_loop(
+    model: torch.nn.Module,
+    spec: TrainSpec,
+    loss_fn: LossFn,
+    ckpt_path: Path,
+    *,
+    desc: str,
+    progress: bool,
+    ckpt_every: int = 100,
+) -> dict:
+    """Run `spec.steps` optimiser steps of `loss_fn(model, step) -> (loss, tokens)`, resumably.
+
+    Every `ckpt_every` steps the model, optimiser and counters are saved to `ckpt_path`
+    (atomically); an interrupted run restarts from there and, because batches depend only on the
+    step index, ends with the same weights as an uninterrupted one.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": spec.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=spec.lr,
+        betas=(0.9, 0.95),
+    )
+    start, tokens, seconds, last_loss = 0, 0, 0.0, float("nan")
+    if ckpt_path.exists():
+        state = torch.load(ckpt_path, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        start, tokens, seconds = state["step"], state["tokens"], state["seconds"]
+    bar = _progress(range(start, spec.steps), desc, progress, initial=start, total=spec.steps)
+    t0 = time.perf_counter()
+    model.train()
+    for step in bar:
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, spec)
+        loss, n_tok = loss_fn(model, step)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        tokens += n_tok
+        last_loss = float(loss.detach())
+        if progress and hasattr(bar, "set_postfix"):
+            bar.set_postfix(loss=f"{last_loss:.3f}", refresh=False)
+        done = step + 1
+        if done % ckpt_every == 0 and done < spec.steps:
+            _save_ckpt(ckpt_path, model, opt, done, tokens, seconds + time.perf_counter() - t0)
+    model.eval()
+    return {
+        "train_steps": spec.steps,
+        "tokens": tokens,
+        "train_seconds": round(seconds + time.perf_counter() - t0, 2),
+        "final_loss": round(last_loss, 4) if not math.isnan(last_loss) else None,
+        **{f"train_{k}": v for k, v in asdict(spec).items() if k != "steps"},
+    }
+
+
+def _save_ckpt(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, step: int, tokens: int, seconds: float) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(
+        {"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "tokens": tokens, "seconds": seconds},
+        tmp,
+    )
+    os.replace(tmp, path)
+
+
+def _progress(it: range, desc: str, enabled: bool, initial: int, total: int) -> Iterator[int] | range:
+    if not enabled:
+        return it
+    from tqdm.auto import tqdm
+
+    return tqdm(it, desc=desc, initial=initial, total=total, leave=True, dynamic_ncols=True)
+
+
+def pretrain(
+    spec: ModelSpec, train: TrainSpec, seed: int, ckpt_path: Path, *, desc: str, progress: bool
+) -> tuple[LlamaForCausalLM, dict]:
+    """Train one LM from scratch on the testbed task; returns the model and its training record."""
+    model = build_model(spec, seed)
+    codec = CharCodec()
+
+    def loss_fn(m: torch.nn.Module, step: int) -> tuple[torch.Tensor, int]:
+        seqs, masks = pretrain_batch(seed, step, train.batch_size)
+        ids, att, labels = pad_batch(seqs, masks, codec.pad_id)
+        return lm_loss(m, ids, att, labels), sum(len(s) for s in seqs)
+
+    record = train_loop(model, train, loss_fn, ckpt_path, desc=desc, progress=progress)
+    n = count_params(model)
+    record.update(
+        {
+            **asdict(spec),
+            "intermediate": 4 * spec.hidden,
+            "params": n,
+            "non_embedding_params": n - model.get_input_embeddings().weight.numel(),
+            "d_pretrain_tokens": record["tokens"],
+            "pretrain_flops": 6 * n * record["tokens"],
+        }
+    )
+    return model, record

@@ -1,0 +1,173 @@
+"""The PRM, exactly as in the paper (Math-Shepherd style), initialised from the larger LM.
+
+Labels: the policy samples solutions to training questions; from every step prefix it rolls out
+`rollouts` completions, and the step's soft label is the fraction that reach the right answer; the
+final answer line is labelled by its own correctness. The step checker is never used here.
+Training: binary cross-entropy between P(good) = softmax(logits[<good>, <bad>])[0] at each step tag
+and the soft label, plus an auxiliary LM loss on the correct solutions' lines, which keeps the
+larger LM's ability to notice a wrong line (the prototype's PRM, trained from the small policy
+without it, learned step position and question difficulty instead of step checking).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from models.testbed import task
+from models.testbed.settings import TestbedSettings
+from models.testbed.tokenizer import CharCodec
+from models.testbed.verifiers import completion_lines, prm_input, prm_logits_to_scores
+
+PRM_SEED_OFFSET = 2_000_003
+
+
+def _trim(completion: str) -> list[str]:
+    """Lines up to and including the first answer line."""
+    lines = completion_lines(completion)
+    for i, line in enumerate(lines):
+        if line.startswith(task.ANSWER_PREFIX.strip()):
+            return lines[: i + 1]
+    return lines
+
+
+def rollout_labels(policy, settings: TestbedSettings, progress: bool) -> tuple[list[dict], dict]:
+    """Solutions with a Monte-Carlo soft label per line, and counts for the manifest."""
+    from models.testbed.quality import max_new_tokens_for, sample_completions
+    from models.testbed.sampling import sample_batch
+
+    spec = settings.prm
+    codec = CharCodec()
+    problems = task.generate_problems(spec.questions, settings.seed + PRM_SEED_OFFSET, settings.levels)
+    comps, _ = sample_completions(policy, problems, spec.samples_per_question, settings.seed + PRM_SEED_OFFSET)
+    items = []
+    prompts: list[list[int]] = []
+    owners: list[tuple[int, int]] = []
+    for p, cs in zip(problems, comps, strict=True):
+        for c in cs:
+            lines = _trim(c)
+            if not lines:
+                continue
+            has_answer = lines[-1].startswith(task.ANSWER_PREFIX.strip())
+            n_steps = len(lines) - 1 if has_answer else len(lines)
+            item = {"question": p.question, "answer": p.answer, "lines": lines,
+                    "labels": [0.0] * len(lines), "hits": [0] * len(lines)}
+            if has_answer:
+                item["labels"][-1] = float(task.is_correct(lines[-1], p.answer))
+            for j in range(n_steps):
+                prefix = task.format_prompt(p.question) + task.STEP_DELIMITER.join(lines[: j + 1]) + task.STEP_DELIMITER
+                ids = [codec.bos_id, *codec.encode(prefix)]
+                for _ in range(spec.rollouts):
+                    prompts.append(ids)
+                    owners.append((len(items), j))
+            items.append(item)
+    if progress:
+        print(f"[prm] {len(prompts)} rollouts from {len(items)} solutions", flush=True)
+    t0 = time.perf_counter()
+    gens = sample_batch(
+        policy, prompts, max_new_tokens=max_new_tokens_for(problems), temperature=1.0,
+        eos_token_id=codec.eos_id, pad_token_id=codec.pad_id, seed=settings.seed + PRM_SEED_OFFSET + 1,
+    )
+    rollout_tokens = sum(len(g.token_ids) for g in gens)
+    for (i, j), g in zip(owners, gens, strict=True):
+        items[i]["hits"][j] += int(task.is_correct(codec.decode(g.token_ids), items[i]["answer"]))
+    for item in items:
+        n_steps = len(item["lines"]) - (1 if item["lines"][-1].startswith(task.ANSWER_PREFIX.strip()) else 0)
+        for j in range(n_steps):
+            item["labels"][j] = item["hits"][j] / spec.rollouts
+        del item["hits"]
+    stats = {
+        "prm_questions": spec.questions,
+        "prm_solutions": len(items),
+        "prm_labelled_lines": sum(len(it["lines"]) for it in items),
+        "prm_rollouts": len(prompts),
+        "prm_rollout_tokens": rollout_tokens,
+        "prm_rollout_seconds": round(time.perf_counter() - t0, 2),
+        "prm_rollout_tokens_per_s": round(rollout_tokens / max(1e-9, time.perf_counter() - t0), 1),
+    }
+    return items, stats
+
+
+def prm_batch(items: list[dict], rng: random.Random, batch_size: int, codec: CharCodec):
+    chosen = [items[rng.randrange(len(items))] for _ in range(batch_size)]
+    encoded = [prm_input(codec, it["question"], it["lines"]) for it in chosen]
+    width = max(len(ids) for ids, _ in encoded)
+    ids = torch.full((batch_size, width), codec.pad_id, dtype=torch.long)
+    att = torch.zeros_like(ids)
+    tag_mask = torch.zeros((batch_size, width), dtype=torch.bool)
+    soft = torch.zeros((batch_size, width))
+    lm_labels = torch.full((batch_size, width), -100, dtype=torch.long)
+    prompt_len = {}
+    for b, ((seq, tags), it) in enumerate(zip(encoded, chosen, strict=True)):
+        ids[b, : len(seq)] = torch.tensor(seq)
+        att[b, : len(seq)] = 1
+        for t, y in zip(tags, it["labels"], strict=True):
+            tag_mask[b, t] = True
+            soft[b, t] = y
+        if it["labels"] and it["labels"][-1] == 1.0:
+            q = prompt_len.setdefault(it["question"], len(codec.encode(task.format_prompt(it["question"]))) + 1)
+            seq_t = torch.tensor(seq)
+            keep = seq_t != codec.tag_id
+            keep[:q] = False
+            lm_labels[b, : len(seq)] = torch.where(keep, seq_t, torch.full_like(seq_t, -100))
+    return ids, att, tag_mask, soft, lm_labels
+
+
+def train_prm(settings: TestbedSettings, work: Path, out: Path, dirs: dict[str, Path], progress: bool) -> dict:
+    from models.testbed.modeling import count_params, train_loop
+    from models.testbed.stages import load_model, save_model
+
+    t0 = time.perf_counter()
+    codec = CharCodec()
+    labels_path = work / "labels.json"
+    if labels_path.exists():
+        saved = json.loads(labels_path.read_text())
+        items, stats = saved["items"], saved["stats"]
+    else:
+        policy = load_model(dirs["policy"])
+        items, stats = rollout_labels(policy, settings, progress)
+        labels_path.write_text(json.dumps({"items": items, "stats": stats}))
+    model = load_model(dirs["large"])
+    spec = settings.prm
+
+    def loss_fn(m: torch.nn.Module, step: int) -> tuple[torch.Tensor, int]:
+        rng = random.Random(f"testbed-prm:{settings.seed}:{step}")
+        ids, att, tag_mask, soft, lm_labels = prm_batch(items, rng, spec.train.batch_size, codec)
+        logits = m(input_ids=ids, attention_mask=att).logits
+        pair = F.log_softmax(logits[tag_mask][:, [codec.good_id, codec.bad_id]].float(), dim=-1)
+        y = soft[tag_mask]
+        bce = -(y * pair[:, 0] + (1 - y) * pair[:, 1]).mean()
+        loss = bce
+        if spec.lm_weight > 0 and bool((lm_labels[:, 1:] != -100).any()):
+            lg = logits[:, :-1]
+            lm = F.cross_entropy(lg.reshape(-1, lg.shape[-1]), lm_labels[:, 1:].reshape(-1), ignore_index=-100)
+            loss = loss + spec.lm_weight * lm
+        return loss, int(att.sum())
+
+    record = train_loop(model, spec.train, loss_fn, work / "ckpt.pt", desc="PRM", progress=progress)
+    save_model(model, out / "model")
+    # A quick check that the head is wired: scores at the tags are probabilities.
+    with torch.no_grad():
+        ids, tags = prm_input(codec, items[0]["question"], items[0]["lines"])
+        s = prm_logits_to_scores(model(input_ids=torch.tensor([ids])).logits[0, tags], codec)
+        assert bool(((s >= 0) & (s <= 1)).all())
+    n = count_params(model)
+    mean_label = sum(sum(it["labels"]) for it in items) / max(1, sum(len(it["labels"]) for it in items))
+    record.update(stats)
+    record.update(
+        {
+            "init_from": "large",
+            "params": n,
+            "fine_tune_tokens": record["tokens"],
+            "fine_tune_flops": 6 * n * record["tokens"],
+            "mean_label": round(mean_label, 4),
+            "lm_weight": spec.lm_weight,
+            "stage_seconds": round(time.perf_counter() - t0, 2),
+        }
+    )
+    return record

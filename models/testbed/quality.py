@@ -1,0 +1,353 @@
+"""Quality figures of a testbed run (written into the manifest; the benchmark runs a larger set).
+
+Figures, per level and per group of levels (easy 1-2, medium 3-5, hard 6-8):
+- pass@1, pass@n and the fully-correct-chain ceiling (pass@n counting only chains whose every step
+  is right: answers reached by luck do not count), and the share of correct answers that are lucky;
+- per verifier: step AUROC *within the same question and step index* (pooled AUROC mixes up step
+  position and question difficulty) and solution AUROC within the same question;
+- weighted best-of-k by each verifier vs majority@k, paired per question, with a 95% CI, and the
+  larger LM's own majority at the same FLOPs as best-of-k + scoring;
+- the reviser's accuracy at its first attempt vs after revisions.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from models.testbed import task
+from models.testbed.task import TestbedProblem
+from models.testbed.tokenizer import CharCodec
+
+GROUPS = {"easy": (1, 2), "medium": (3, 4, 5), "hard": (6, 7, 8)}
+EVAL_SEED_OFFSET = 1_000_003  # evaluation problems never overlap the training streams' seeds
+
+
+def eval_problems(seed: int, per_level: int, levels: Sequence[int] = task.DEFAULT_LEVELS) -> list[TestbedProblem]:
+    return task.generate_problems(per_level * len(levels), seed + EVAL_SEED_OFFSET, levels)
+
+
+def max_new_tokens_for(problems: Sequence[TestbedProblem]) -> int:
+    return int(1.5 * max(len(p.completion) for p in problems)) + 16
+
+
+def sample_completions(
+    model, problems: Sequence[TestbedProblem], n: int, seed: int, temperature: float = 1.0
+) -> tuple[list[list[str]], list[list[int]]]:
+    """n sampled completions per problem (text without <eos>) and their generated token counts."""
+    from models.testbed.sampling import sample_batch
+
+    codec = CharCodec()
+    # One call for every level: the sampler drops finished rows, so short answers cost nothing.
+    prompts = [[codec.bos_id, *codec.encode(task.format_prompt(p.question))] for p in problems for _ in range(n)]
+    gens = sample_batch(
+        model, prompts, max_new_tokens=max_new_tokens_for(problems), temperature=temperature,
+        eos_token_id=codec.eos_id, pad_token_id=codec.pad_id, seed=seed,
+    )
+    texts: list[list[str]] = [[] for _ in problems]
+    ntok: list[list[int]] = [[] for _ in problems]
+    for j, g in enumerate(gens):
+        texts[j // n].append(codec.decode(g.token_ids))
+        ntok[j // n].append(len(g.token_ids))
+    return texts, ntok
+
+
+# --- estimators -------------------------------------------------------------------------------
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """1 - C(n-c, k)/C(n, k), as a product for stability."""
+    if n - c < k:
+        return 1.0
+    return 1.0 - float(np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
+
+
+def grouped_auroc(groups: Sequence[Sequence[tuple[float, bool]]]) -> tuple[float | None, int]:
+    """AUROC over (positive, negative) pairs taken only within each group; (auc, pairs)."""
+    num, pairs = 0.0, 0
+    for g in groups:
+        pos = [s for s, y in g if y]
+        neg = [s for s, y in g if not y]
+        if not pos or not neg:
+            continue
+        neg_a = np.sort(np.asarray(neg, dtype=float))
+        for s in pos:
+            lo = np.searchsorted(neg_a, s, side="left")
+            hi = np.searchsorted(neg_a, s, side="right")
+            num += lo + 0.5 * (hi - lo)
+        pairs += len(pos) * len(neg)
+    return (num / pairs if pairs else None), pairs
+
+
+def vote(answers: Sequence[str | None], weights: Sequence[float] | None = None) -> list[str]:
+    """The answers with the largest (weighted) vote; None answers do not vote."""
+    tally: dict[str, float] = defaultdict(float)
+    for i, a in enumerate(answers):
+        if a is not None:
+            tally[a] += 1.0 if weights is None else weights[i]
+    if not tally:
+        return []
+    top = max(tally.values())
+    return [a for a, v in tally.items() if v >= top - 1e-12 * max(1.0, abs(top))]
+
+
+def subset_accuracy(
+    answers: Sequence[str | None],
+    correct: Sequence[bool],
+    k: int,
+    rng: random.Random,
+    draws: int,
+    weights: Sequence[float] | None = None,
+) -> float:
+    """Expected accuracy of (weighted) majority over random k-subsets (ties split evenly)."""
+    n = len(answers)
+    right = {a for a, c in zip(answers, correct, strict=True) if c and a is not None}
+    total = 0.0
+    subsets = [list(range(n))] if k >= n else [rng.sample(range(n), k) for _ in range(draws)]
+    for sub in subsets:
+        top = vote([answers[i] for i in sub], None if weights is None else [weights[i] for i in sub])
+        total += sum(a in right for a in top) / len(top) if top else 0.0
+    return total / len(subsets)
+
+
+def mean_ci(values: Sequence[float]) -> dict:
+    v = np.asarray(values, dtype=float)
+    if len(v) == 0:
+        return {"mean": None, "ci95": None, "n": 0}
+    half = 1.96 * float(v.std(ddof=1)) / math.sqrt(len(v)) if len(v) > 1 else float("nan")
+    return {"mean": round(float(v.mean()), 4), "ci95": round(half, 4), "n": len(v)}
+
+
+# --- evaluation -------------------------------------------------------------------------------
+
+
+def _r(x: float | None) -> float | None:
+    return None if x is None else round(float(x), 4)
+
+
+def evaluate_pool(
+    problems: Sequence[TestbedProblem],
+    completions: Sequence[Sequence[str]],
+    verifier_scores: dict[str, tuple[list[list[list[float]]], Callable[[list[float]], float], Callable[[list[float]], list[float]]]],
+    *,
+    k: int,
+    seed: int,
+    draws: int = 64,
+) -> dict:
+    """Figures for one pool of completions; `verifier_scores[name] = (line scores per completion,
+    solution weight from line scores, per-step scores from line scores)`."""
+    rng = random.Random(seed)
+    levels = sorted({p.level for p in problems})
+    per_q: dict[str, list] = defaultdict(list)
+    step_groups: dict[str, dict[int, list]] = {v: defaultdict(list) for v in verifier_scores}
+    sol_groups: dict[str, dict[int, list]] = {v: defaultdict(list) for v in verifier_scores}
+    for qi, (p, comps) in enumerate(zip(problems, completions, strict=True)):
+        answers = [task.extract_answer(c) for c in comps]
+        correct = [task.is_correct(c, p.answer) for c in comps]
+        chains = [task.chain_correct(p, c) for c in comps]
+        steps = [task.check_steps(p, c) for c in comps]
+        n = len(comps)
+        row = {
+            "level": p.level,
+            "pass1": sum(correct) / n,
+            "pass_n": pass_at_k(n, sum(correct), n),
+            "ceiling_n": pass_at_k(n, sum(chains), n),
+            "correct": sum(correct),
+            "lucky": sum(c and not ch for c, ch in zip(correct, chains, strict=True)),
+            "majority": subset_accuracy(answers, correct, k, rng, draws),
+        }
+        for name, (scores, weight_fn, step_fn) in verifier_scores.items():
+            lines = scores[qi]
+            weights = [weight_fn(ls) for ls in lines]
+            row[f"weighted:{name}"] = subset_accuracy(answers, correct, k, rng, draws, weights)
+            sol_groups[name][p.level].append(list(zip(weights, correct, strict=True)))
+            by_index: dict[int, list] = defaultdict(list)
+            for ls, st in zip(lines, steps, strict=True):
+                s_scores = step_fn(ls)
+                for i, ok in enumerate(st):
+                    if i < len(s_scores):
+                        by_index[i].append((s_scores[i], ok))
+            step_groups[name][p.level].extend(by_index.values())
+        per_q[str(p.level)].append(row)
+
+    def summarise(rows: list[dict], lv: Sequence[int]) -> dict:
+        out = {
+            "questions": len(rows),
+            "pass1": _r(np.mean([r["pass1"] for r in rows])),
+            "pass_n": _r(np.mean([r["pass_n"] for r in rows])),
+            "chain_ceiling_n": _r(np.mean([r["ceiling_n"] for r in rows])),
+            "lucky_share_of_correct": _r(sum(r["lucky"] for r in rows) / max(1, sum(r["correct"] for r in rows))),
+            f"majority@{k}": _r(np.mean([r["majority"] for r in rows])),
+        }
+        for name in verifier_scores:
+            step_auc, step_pairs = grouped_auroc([g for level in lv for g in step_groups[name][level]])
+            sol_auc, sol_pairs = grouped_auroc([g for level in lv for g in sol_groups[name][level]])
+            diff = mean_ci([r[f"weighted:{name}"] - r["majority"] for r in rows])
+            out[name] = {
+                "step_auroc_within_question_step": _r(step_auc),
+                "step_pairs": step_pairs,
+                "solution_auroc_within_question": _r(sol_auc),
+                "solution_pairs": sol_pairs,
+                f"weighted@{k}": _r(np.mean([r[f"weighted:{name}"] for r in rows])),
+                f"weighted_minus_majority@{k}": diff,
+            }
+        return out
+
+    result: dict = {"k": k, "samples_per_question": len(completions[0]) if completions else 0}
+    result["levels"] = {str(lv): summarise(per_q[str(lv)], [lv]) for lv in levels}
+    result["groups"] = {}
+    for g, lvs in GROUPS.items():
+        rows = [r for lv in lvs for r in per_q.get(str(lv), [])]
+        if rows:
+            result["groups"][g] = summarise(rows, [lv for lv in lvs if lv in levels])
+    return result
+
+
+def prefix_min(xs: list[float]) -> list[float]:
+    return list(np.minimum.accumulate(xs)) if xs else []
+
+
+def verifier_table(large, prm, problems: Sequence[TestbedProblem], completions: Sequence[Sequence[str]]) -> dict:
+    """Line scores by the larger LM's likelihood and by the PRM for a pool."""
+    from models.testbed.verifiers import likelihood_line_scores, min_score, prm_line_scores
+
+    flat_q = [p.question for p, comps in zip(problems, completions, strict=True) for _ in comps]
+    flat_c = [c for comps in completions for c in comps]
+    out: dict = {}
+
+    def regroup(flat: list[list[float]]) -> list[list[list[float]]]:
+        res, i = [], 0
+        for comps in completions:
+            res.append(flat[i : i + len(comps)])
+            i += len(comps)
+        return res
+
+    if large is not None:
+        ll = regroup(likelihood_line_scores(large, flat_q, flat_c))
+        out["large_likelihood"] = (ll, lambda ls: math.exp(min_score(ls)) if ls else 0.0, prefix_min)
+    if prm is not None:
+        ps = regroup(prm_line_scores(prm, flat_q, flat_c))
+        out["prm_last"] = (ps, lambda ls: ls[-1] if ls else 0.0, lambda ls: ls)
+    return out
+
+
+def matched_flops(
+    problems: Sequence[TestbedProblem],
+    policy_tokens: Sequence[Sequence[int]],
+    large_tokens: Sequence[Sequence[int]],
+    large_completions: Sequence[Sequence[str]],
+    params_policy: int,
+    params_large: int,
+    k: int,
+    seed: int,
+) -> dict:
+    """The larger LM's majority vote at the FLOPs of policy best-of-k + larger-LM scoring.
+
+    FLOPs ≈ 2·params per token (generation: prompt + generated tokens; scoring: prompt +
+    completion), so per question k_large = k·(Np·T_gen + Nl·T_score) / (Nl·T_large).
+    """
+    rng = random.Random(seed)
+    codec = CharCodec()
+    per_level: dict[int, list] = defaultdict(list)
+    for p, pt, lt, lc in zip(problems, policy_tokens, large_tokens, large_completions, strict=True):
+        prompt = len(codec.encode(task.format_prompt(p.question))) + 1
+        gen = np.mean(pt) + prompt
+        score = np.mean(pt) + prompt
+        big = np.mean(lt) + prompt
+        ratio = (params_policy * gen + params_large * score) / (params_large * big)
+        k_large = max(1, round(k * ratio))
+        answers = [task.extract_answer(c) for c in lc]
+        correct = [task.is_correct(c, p.answer) for c in lc]
+        per_level[p.level].append((ratio, min(k_large, len(lc)), k_large > len(lc),
+                                   subset_accuracy(answers, correct, min(k_large, len(lc)), rng, 64)))
+    res: dict = {"levels": {}, "groups": {}}
+    for lv, rows in sorted(per_level.items()):
+        res["levels"][str(lv)] = {
+            "flops_ratio_vs_policy_generation": _r(np.mean([r[0] for r in rows]) * params_large / params_policy),
+            "k_large": int(np.median([r[1] for r in rows])),
+            "k_large_capped": any(r[2] for r in rows),
+            "large_majority_at_matched_flops": _r(np.mean([r[3] for r in rows])),
+        }
+    for g, lvs in GROUPS.items():
+        rows = [r for lv in lvs for r in per_level.get(lv, [])]
+        if rows:
+            res["groups"][g] = {"large_majority_at_matched_flops": _r(np.mean([r[3] for r in rows])),
+                                "k_large": int(np.median([r[1] for r in rows]))}
+    return res
+
+
+def evaluate_run(
+    dirs: dict[str, Path], problems_per_level: int, samples: int, k: int, seed: int,
+    progress: bool = False, levels: Sequence[int] = task.DEFAULT_LEVELS,
+) -> dict:
+    """Every quality figure for models in `dirs` (name -> HF model dir)."""
+    from models.testbed.modeling import count_params
+    from models.testbed.stages import load_hf_model
+
+    models = {n: load_hf_model(Path(d)) for n, d in dirs.items()}
+    problems = eval_problems(seed, problems_per_level, levels)
+    log = print if progress else (lambda *a, **kw: None)
+    log("[quality] sampling the policy", flush=True)
+    pol_c, pol_t = sample_completions(models["policy"], problems, samples, seed)
+    log("[quality] sampling the larger LM", flush=True)
+    big_c, big_t = sample_completions(models["large"], problems, samples, seed + 1)
+    log("[quality] scoring", flush=True)
+    vt = verifier_table(models["large"], models.get("prm"), problems, pol_c)
+    out = {
+        "eval_seed": seed + EVAL_SEED_OFFSET,
+        "policy": evaluate_pool(problems, pol_c, vt, k=k, seed=seed),
+        "large": evaluate_pool(problems, big_c, {}, k=k, seed=seed),
+        "matched_flops": matched_flops(
+            problems, pol_t, big_t, big_c, count_params(models["policy"]), count_params(models["large"]), k, seed
+        ),
+    }
+    if "reviser" in models:
+        log("[quality] revision chains", flush=True)
+        from models.testbed.reviser import evaluate_reviser
+
+        out["reviser"] = evaluate_reviser(models["reviser"], problems, chains=max(1, samples // 4), seed=seed)
+    return out
+
+
+def manifest_quality(settings, dirs: dict[str, Path], progress: bool) -> dict:
+    e = settings.eval
+    res = evaluate_run(
+        {n: dirs[n] / "model" for n in ("policy", "large", "prm", "reviser")},
+        e.problems_per_level, e.samples, k=min(8, e.samples), seed=settings.seed, progress=progress,
+        levels=settings.levels,
+    )
+    return summary(res)
+
+
+def summary(res: dict) -> dict:
+    """The compact figures for the manifest."""
+    pol, big = res["policy"], res["large"]
+    k = pol["k"]
+    out: dict = {"k": k, "samples_per_question": pol["samples_per_question"], "levels": {}, "groups": {}}
+    for lv, f in pol["levels"].items():
+        row = {
+            "policy_pass1": f["pass1"],
+            "policy_pass_n": f["pass_n"],
+            "policy_chain_ceiling_n": f["chain_ceiling_n"],
+            "large_pass1": big["levels"][lv]["pass1"],
+        }
+        for v in ("large_likelihood", "prm_last"):
+            if v in f:
+                row[f"{v}_step_auroc"] = f[v]["step_auroc_within_question_step"]
+                row[f"{v}_solution_auroc"] = f[v]["solution_auroc_within_question"]
+        out["levels"][lv] = row
+    for g, f in pol["groups"].items():
+        row = {f"majority@{k}": f[f"majority@{k}"]}
+        for v in ("large_likelihood", "prm_last"):
+            if v in f:
+                row[f"{v}_weighted@{k}"] = f[v][f"weighted@{k}"]
+        row["large_majority_at_matched_flops"] = res["matched_flops"]["groups"].get(g, {}).get("large_majority_at_matched_flops")
+        out["groups"][g] = row
+    if "reviser" in res:
+        out["reviser"] = res["reviser"]["groups"]
+    return out

@@ -1,0 +1,180 @@
+"""The reviser: the policy LM fine-tuned to revise, as in the paper.
+
+Training examples put 0-4 of the policy's *incorrect* attempts at a question in context, followed by
+a correct one (the policy's own when it has one, else the gold solution); the last incorrect
+attempt is the one closest to the correct answer by edit distance, so the model learns to fix
+near-misses. At test time the reviser sees the 4 most recent attempts of its chain.
+Correctness here is the final answer's (as the paper), never the step checker.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.testbed import task
+from models.testbed.settings import TestbedSettings
+from models.testbed.tokenizer import CharCodec
+
+MAX_ATTEMPTS = 4
+ATTEMPT_FORMAT = "Try:\n{attempt}\n"
+REVISE_MARKER = "Fix:\n"
+REVISER_PROMPT_FORMAT = task.PROMPT_FORMAT + "{attempts}" + REVISE_MARKER
+REVISER_SEED_OFFSET = 3_000_017
+MAX_PROMPT_TOKENS = 760  # leaves room for a level-8 answer within the 1024 positions
+
+
+def _clean(attempt: str) -> str:
+    """An attempt as shown in context: its lines up to the answer line."""
+    lines = [line for line in attempt.split(task.STEP_DELIMITER) if line.strip()]
+    for i, line in enumerate(lines):
+        if line.startswith(task.ANSWER_PREFIX.strip()):
+            lines = lines[: i + 1]
+            break
+    return task.STEP_DELIMITER.join(lines)
+
+
+def format_reviser_prompt(question: str, attempts: Sequence[str]) -> str:
+    """The reviser's prompt: the question, then the (at most 4) most recent attempts, oldest first.
+
+    Oldest attempts are dropped while the prompt would exceed MAX_PROMPT_TOKENS characters.
+    """
+    kept = [_clean(a) for a in attempts[-MAX_ATTEMPTS:]]
+    while True:
+        text = REVISER_PROMPT_FORMAT.format(
+            question=question, attempts="".join(ATTEMPT_FORMAT.format(attempt=a) for a in kept)
+        )
+        if len(text) <= MAX_PROMPT_TOKENS or not kept:
+            return text
+        kept = kept[1:]
+
+
+def edit_distance(a: str, b: str) -> int:
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
+
+
+def revision_examples(
+    problems: Sequence[task.TestbedProblem], attempts: Sequence[Sequence[str]], rng: random.Random
+) -> list[tuple[str, str]]:
+    """(prompt, target completion) pairs: 0-4 incorrect attempts, then a correct one."""
+    out = []
+    for p, atts in zip(problems, attempts, strict=True):
+        atts = [_clean(a) for a in atts]
+        right = [a for a in atts if task.is_correct(a, p.answer)]
+        wrong = [a for a in atts if not task.is_correct(a, p.answer)]
+        target = rng.choice(right) if right else p.completion
+        for _ in range(2):
+            m = rng.randint(0, min(MAX_ATTEMPTS, len(wrong)))
+            if m == 0:
+                ctx: list[str] = []
+            else:
+                last = min(wrong, key=lambda w: (edit_distance(w, target), w))
+                others = [w for w in wrong if w is not last]
+                ctx = [*rng.sample(others, min(m - 1, len(others))), last]
+            out.append((format_reviser_prompt(p.question, ctx), target))
+    return out
+
+
+def train_reviser(settings: TestbedSettings, work: Path, out: Path, dirs: dict[str, Path], progress: bool) -> dict:
+    from models.testbed.modeling import count_params, lm_loss, pad_batch, pretrain_batch, train_loop
+    from models.testbed.quality import sample_completions
+    from models.testbed.stages import load_model, save_model
+
+    t0 = time.perf_counter()
+    spec = settings.reviser
+    codec = CharCodec()
+    model = load_model(dirs["policy"])
+    problems = task.generate_problems(spec.questions, settings.seed + REVISER_SEED_OFFSET, settings.levels)
+    attempts, _ = sample_completions(model, problems, spec.samples_per_question, settings.seed + REVISER_SEED_OFFSET)
+    examples = revision_examples(problems, attempts, random.Random(f"testbed-reviser:{settings.seed}"))
+    encoded = []
+    for prompt, target in examples:
+        p_ids = [codec.bos_id, *codec.encode(prompt)]
+        t_ids = [*codec.encode(target), codec.eos_id]
+        encoded.append((p_ids + t_ids, [0] * len(p_ids) + [1] * len(t_ids)))
+
+    def loss_fn(m: torch.nn.Module, step: int) -> tuple[torch.Tensor, int]:
+        rng = random.Random(f"testbed-reviser-batch:{settings.seed}:{step}")
+        n_rev = spec.train.batch_size - int(spec.train.batch_size * spec.replay)
+        chosen = [encoded[rng.randrange(len(encoded))] for _ in range(n_rev)]
+        # Replay of pretraining data (fresh problems, plain prompt) so fine-tuning on a few hundred
+        # revision examples does not erode the policy's own solving (it did without it).
+        seqs, masks = pretrain_batch(settings.seed + REVISER_SEED_OFFSET, step, spec.train.batch_size - n_rev)
+        chosen += list(zip(seqs, masks, strict=True))
+        ids, att, labels = pad_batch([s for s, _ in chosen], [k for _, k in chosen], codec.pad_id)
+        return lm_loss(m, ids, att, labels), int(att.sum())
+
+    record = train_loop(model, spec.train, loss_fn, work / "ckpt.pt", desc="reviser", progress=progress)
+    save_model(model, out / "model")
+    n = count_params(model)
+    record.update(
+        {
+            "init_from": "policy",
+            "params": n,
+            "examples": len(examples),
+            "examples_with_attempts": sum(1 for p, _ in examples if "Try:" in p),
+            "replay_fraction": spec.replay,
+            "fine_tune_tokens": record["tokens"],
+            "fine_tune_flops": 6 * n * record["tokens"],
+            "prompt_format": REVISER_PROMPT_FORMAT,
+            "attempt_format": ATTEMPT_FORMAT,
+            "max_attempts_in_context": MAX_ATTEMPTS,
+            "stage_seconds": round(time.perf_counter() - t0, 2),
+        }
+    )
+    return record
+
+
+def run_chains(
+    model, problems: Sequence[task.TestbedProblem], chains: int, length: int, seed: int
+) -> list[list[str]]:
+    """Revision chains: per problem, `chains` chains of `length` attempts; attempt t sees the (at
+    most 4) previous attempts of its chain. Returns, per chain (problem-major), its attempts."""
+    from models.testbed.quality import max_new_tokens_for
+    from models.testbed.sampling import sample_batch
+
+    codec = CharCodec()
+    owners = [p for p in problems for _ in range(chains)]
+    hist: list[list[str]] = [[] for _ in owners]
+    max_new = max_new_tokens_for(problems)
+    for t in range(length):
+        prompts = [[codec.bos_id, *codec.encode(format_reviser_prompt(p.question, h))] for p, h in zip(owners, hist, strict=True)]
+        gens = sample_batch(model, prompts, max_new_tokens=max_new, temperature=1.0,
+                            eos_token_id=codec.eos_id, pad_token_id=codec.pad_id, seed=seed * 100 + t)
+        for h, g in zip(hist, gens, strict=True):
+            h.append(codec.decode(g.token_ids))
+    return hist
+
+
+def evaluate_reviser(model, problems: Sequence[task.TestbedProblem], chains: int, seed: int, length: int = 5) -> dict:
+    """Accuracy of the first attempt vs the last (after length-1 revisions), per level and group."""
+    from models.testbed.quality import GROUPS
+
+    hist = run_chains(model, problems, chains, length, seed)
+    owners = [p for p in problems for _ in range(chains)]
+    acc: dict[int, list[list[bool]]] = defaultdict(list)
+    for p, h in zip(owners, hist, strict=True):
+        acc[p.level].append([task.is_correct(a, p.answer) for a in h])
+
+    def figs(rows: list[list[bool]]) -> dict:
+        a = np.asarray(rows, dtype=float)
+        return {"first": round(float(a[:, 0].mean()), 4), "last": round(float(a[:, -1].mean()), 4),
+                "by_position": [round(float(x), 4) for x in a.mean(0)], "chains": len(rows)}
+
+    return {
+        "length": length,
+        "levels": {str(lv): figs(rows) for lv, rows in sorted(acc.items())},
+        "groups": {g: figs([r for lv in lvs for r in acc.get(lv, [])]) for g, lvs in GROUPS.items() if any(lv in acc for lv in lvs)},
+    }

@@ -1,0 +1,125 @@
+"""Settings of a testbed run per scale (`quick`, `default`, `paper`); they key the cache."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+
+from models.testbed.modeling import ModelSpec, TrainSpec
+from models.testbed.task import DEFAULT_LEVELS
+
+SCALES = ("default", "paper")
+# Bump a stage's version when its code changes what it produces, so stale caches are not reused.
+STAGE_VERSIONS = {"policy": 1, "large": 1, "prm": 1, "reviser": 2, "quality": 1}
+
+
+@dataclass(frozen=True)
+class PRMSpec:
+    """Monte-Carlo rollout labels (Math-Shepherd) and PRM fine-tuning from the larger LM."""
+
+    questions: int  # training questions (levels 1..8, round-robin)
+    samples_per_question: int  # policy solutions per question
+    rollouts: int  # rollouts per step prefix; soft label = fraction reaching the right answer
+    train: TrainSpec
+    lm_weight: float = 0.5  # auxiliary LM loss on correct solutions keeps the LM's step checking
+
+    def __post_init__(self) -> None:
+        if min(self.questions, self.samples_per_question, self.rollouts) <= 0:
+            raise ValueError(f"PRM data sizes must be positive, got {self}")
+
+
+@dataclass(frozen=True)
+class ReviserSpec:
+    """Revision data: policy attempts per question; 0-4 wrong ones in context, then a right one."""
+
+    questions: int
+    samples_per_question: int
+    train: TrainSpec
+    replay: float = 0.5  # share of each batch that is plain pretraining data
+
+
+    def __post_init__(self) -> None:
+        if self.questions <= 0 or self.samples_per_question <= 1 or not 0 <= self.replay < 1:
+            raise ValueError(f"reviser data sizes must be positive, got {self}")
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    """Size of the quality check written into the manifest (the benchmark runs a larger one)."""
+
+    problems_per_level: int
+    samples: int
+
+
+@dataclass(frozen=True)
+class TestbedSettings:
+    __test__ = False
+
+    quick: bool
+    scale: str
+    seed: int
+    policy: ModelSpec = field(init=False)
+    large: ModelSpec = field(init=False)
+    pretrain: TrainSpec = field(init=False)
+    prm: PRMSpec = field(init=False)
+    reviser: ReviserSpec = field(init=False)
+    eval: EvalSpec = field(init=False)
+    # Levels of the PRM, reviser and quality questions (quick: short ones, to stay within a minute).
+    levels: tuple[int, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        if self.scale not in SCALES:
+            raise ValueError(f"scale must be one of {SCALES}, got {self.scale!r}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
+        s = object.__setattr__
+        if self.quick:
+            # Small enough for <= 60 s on 2 cores: exercises every code path, quality is not a goal.
+            s(self, "policy", ModelSpec(32, 2, 2))
+            s(self, "large", ModelSpec(64, 2, 2) if self.scale == "default" else ModelSpec(96, 2, 2))
+            s(self, "pretrain", TrainSpec(steps=120, batch_size=16, lr=3e-3, warmup=10))
+            s(self, "prm", PRMSpec(8, 2, 2, TrainSpec(steps=15, batch_size=8, lr=1e-3, warmup=3)))
+            s(self, "reviser", ReviserSpec(8, 4, TrainSpec(steps=15, batch_size=8, lr=1e-3, warmup=3)))
+            s(self, "eval", EvalSpec(problems_per_level=2, samples=4))
+            s(self, "levels", (1, 2, 3))
+            return
+        s(self, "levels", DEFAULT_LEVELS)
+        s(self, "policy", ModelSpec(64, 4, 4))
+        # default: ~4x the policy's parameters; paper: ~13x, like the paper's PaLM 2-S* vs ~14x.
+        s(self, "large", ModelSpec(128, 4, 4) if self.scale == "default" else ModelSpec(192, 6, 6))
+        s(self, "pretrain", TrainSpec(steps=1000, batch_size=32, lr=2e-3, warmup=50))
+        s(self, "prm", PRMSpec(160, 4, 6, TrainSpec(steps=200, batch_size=16, lr=5e-4, warmup=20)))
+        s(self, "reviser", ReviserSpec(384, 8, TrainSpec(steps=150, batch_size=16, lr=5e-4, warmup=15)))
+        s(self, "eval", EvalSpec(problems_per_level=16, samples=8))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def stage_key(self, stage: str) -> str:
+        """Cache key of one stage: its own settings, the seed, its version and its inputs' keys."""
+        parts: dict = {"stage": stage, "version": STAGE_VERSIONS[stage], "seed": self.seed}
+        if stage == "policy":
+            parts.update(model=asdict(self.policy), train=asdict(self.pretrain))
+        elif stage == "large":
+            parts.update(model=asdict(self.large), train=asdict(self.pretrain))
+        elif stage == "prm":
+            parts.update(prm=asdict(self.prm), levels=self.levels, policy=self.stage_key("policy"), large=self.stage_key("large"))
+        elif stage == "reviser":
+            parts.update(reviser=asdict(self.reviser), levels=self.levels, policy=self.stage_key("policy"))
+        elif stage == "quality":
+            parts.update(
+                eval=asdict(self.eval),
+                levels=self.levels,
+                **{k: self.stage_key(k) for k in ("policy", "large", "prm", "reviser")},
+            )
+        else:
+            raise ValueError(f"unknown stage {stage!r}")
+        return f"{stage}-{_digest(parts)}"
+
+    def run_key(self) -> str:
+        return "run-" + _digest({k: self.stage_key(k) for k in STAGE_VERSIONS})
+
+
+def _digest(obj: object) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]

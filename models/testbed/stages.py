@@ -1,0 +1,87 @@
+"""The stages of a testbed run. Each is `fn(settings, work_dir, stage_dir, dirs, progress) -> record`:
+it writes its model (if any) to ``stage_dir/model`` and may checkpoint into `work_dir`; `dirs` maps
+the names of finished stages to their directories."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from models.testbed.settings import TestbedSettings
+
+StageFn = Callable[[TestbedSettings, Path, Path, dict[str, Path], bool], dict]
+
+
+def save_model(model, out: Path) -> None:
+    from models.testbed.tokenizer import build_tokenizer
+
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    build_tokenizer().save_pretrained(out)
+
+
+def load_hf_model(path: Path):
+    """`AutoModelForCausalLM.from_pretrained` without its per-load progress bar."""
+    from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path)
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
+    model.eval()
+    return model
+
+
+def load_model(stage_dir: Path):
+    return load_hf_model(stage_dir / "model")
+
+
+def _pretrain_stage(which: str) -> StageFn:
+    def run(settings: TestbedSettings, work: Path, out: Path, dirs: dict[str, Path], progress: bool) -> dict:
+        from models.testbed.modeling import pretrain
+
+        t0 = time.perf_counter()
+        spec = settings.policy if which == "policy" else settings.large
+        # Same data stream (seed) for both models: the larger LM sees exactly the policy's tokens.
+        model, record = pretrain(
+            spec, settings.pretrain, settings.seed, work / "ckpt.pt", desc=f"{which} LM", progress=progress
+        )
+        save_model(model, out / "model")
+        record["stage_seconds"] = round(time.perf_counter() - t0, 2)
+        return record
+
+    return run
+
+
+def _prm_stage(settings: TestbedSettings, work: Path, out: Path, dirs: dict[str, Path], progress: bool) -> dict:
+    from models.testbed.prm import train_prm
+
+    return train_prm(settings, work, out, dirs, progress)
+
+
+def _reviser_stage(settings: TestbedSettings, work: Path, out: Path, dirs: dict[str, Path], progress: bool) -> dict:
+    from models.testbed.reviser import train_reviser
+
+    return train_reviser(settings, work, out, dirs, progress)
+
+
+def _quality_stage(settings: TestbedSettings, work: Path, out: Path, dirs: dict[str, Path], progress: bool) -> dict:
+    from models.testbed.quality import manifest_quality
+
+    t0 = time.perf_counter()
+    quality = manifest_quality(settings, dirs, progress)
+    return {"quality": quality, "stage_seconds": round(time.perf_counter() - t0, 2)}
+
+
+STAGES: dict[str, StageFn] = {
+    "policy": _pretrain_stage("policy"),
+    "large": _pretrain_stage("large"),
+    "prm": _prm_stage,
+    "reviser": _reviser_stage,
+    "quality": _quality_stage,
+}

@@ -1,0 +1,268 @@
+"""`train_testbed`: train (or fetch from the cache) the testbed's four models and write a manifest.
+
+Cache layout (root: env `TTC_CACHE`, else ``~/.cache/ttc-planner``)::
+
+    <root>/testbed/stages/<stage>-<key>/   one finished stage: model/ (HF format) and record.json
+    <root>/testbed/work/<stage>-<key>/     checkpoints of a stage in progress (resume)
+    <root>/testbed/runs/run-<key>/         a finished run: policy/ large/ prm/ reviser/ manifest.json
+    <root>/testbed/locks/<key>.lock        flock per run and per stage: one trainer of each, across
+                                           processes (pytest-xdist workers wait, then reuse it)
+
+A stage's key hashes its settings, the seed and the keys of the stages it reads, so a finished stage
+is reused by every run that needs it, an interrupted stage resumes from its last checkpoint, and a
+second call with the same settings only copies files. `--out` receives a copy of the run (hard links
+where the file system allows), so deleting the cache never breaks it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from models.testbed import task
+from models.testbed.settings import STAGE_VERSIONS, TestbedSettings
+from models.testbed.tokenizer import BAD_TOKEN, GOOD_TOKEN, STEP_TAG
+from planner.errors import PlannerError
+from planner.fsutil import atomic_write_text, ensure_writable_dir
+
+MODEL_DIRS = ("policy", "large", "prm", "reviser")
+MANIFEST = "manifest.json"
+
+
+def cache_root() -> Path:
+    env = os.environ.get("TTC_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "ttc-planner"
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _copy_tree(src: Path, dst: Path) -> None:
+    """Copy a directory, hard-linking files where possible (cheap, and safe: files are never
+    modified in place, a stage is replaced as a whole)."""
+
+    def link_or_copy(s: str, d: str) -> None:
+        try:
+            os.link(s, d)
+        except OSError:
+            shutil.copy2(s, d)
+
+    shutil.copytree(src, dst, copy_function=link_or_copy)
+
+
+def _run_stage(
+    root: Path, key: str, fn: Callable[[Path, Path], dict], progress: bool
+) -> tuple[Path, dict]:
+    """Run `fn(work_dir, stage_dir)` unless the stage is cached; returns (stage dir, record)."""
+    final = root / "stages" / key
+    record_path = final / "record.json"
+    if record_path.exists():
+        return final, json.loads(record_path.read_text())
+    with _locked(root / "locks" / f"{key}.lock"):
+        if record_path.exists():  # another process finished it while we waited
+            return final, json.loads(record_path.read_text())
+        return _run_stage_locked(root, key, fn, progress)
+
+
+def _run_stage_locked(
+    root: Path, key: str, fn: Callable[[Path, Path], dict], progress: bool
+) -> tuple[Path, dict]:
+    final = root / "stages" / key
+    work = root / "work" / key
+    work.mkdir(parents=True, exist_ok=True)
+    stage_tmp = root / "stages" / f".{key}.tmp"
+    if stage_tmp.exists():
+        shutil.rmtree(stage_tmp)
+    stage_tmp.mkdir(parents=True)
+    if progress:
+        print(f"[testbed] {key}", flush=True)
+    record = fn(work, stage_tmp)
+    (stage_tmp / "record.json").write_text(json.dumps(record, sort_keys=True, indent=2))
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(stage_tmp, final)
+    shutil.rmtree(work, ignore_errors=True)
+    return final, record
+
+
+def ensure_testbed(
+    *, quick: bool = False, scale: str = "default", seed: int = 0, progress: bool = True
+) -> Path:
+    """Train the testbed into the cache if it is not there yet; return the run directory.
+
+    Safe to call from several processes at once (pytest-xdist workers): one trains, the others
+    wait on the lock and then find the finished run.
+    """
+    settings = TestbedSettings(quick=quick, scale=scale, seed=seed)
+    root = cache_root() / "testbed"
+    run_dir = root / "runs" / settings.run_key()
+    if (run_dir / MANIFEST).exists():
+        return run_dir
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PlannerError(f"cannot create the cache directory {root}: {exc.strerror or exc}") from None
+    with _locked(root / "locks" / f"{settings.run_key()}.lock"):
+        if (run_dir / MANIFEST).exists():
+            return run_dir
+        _train_into(settings, root, run_dir, progress)
+    return run_dir
+
+
+def _train_into(settings: TestbedSettings, root: Path, run_dir: Path, progress: bool) -> None:
+    import torch
+
+    from models.testbed import stages
+
+    # One intra-op thread by default: these models are too small to gain much from more, and on a
+    # shared CPU two threads per process ran 7x slower than one (threads spin at OpenMP barriers
+    # while descheduled). Measured losses were bit-identical with 1 or 2 threads.
+    torch.set_num_threads(max(1, int(os.environ.get("TTC_TESTBED_THREADS", "1"))))
+    started = time.perf_counter()
+    dirs: dict[str, Path] = {}
+    records: dict[str, dict] = {}
+    for name in (*MODEL_DIRS, "quality"):
+        fn = stages.STAGES[name]
+        dirs[name], records[name] = _run_stage(
+            root,
+            settings.stage_key(name),
+            lambda work, out, fn=fn: fn(settings, work, out, dirs, progress),
+            progress,
+        )
+    manifest = build_manifest(settings, records)
+    manifest["wall_seconds_this_call"] = round(time.perf_counter() - started, 2)
+    tmp = run_dir.with_name(run_dir.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    for name in MODEL_DIRS:
+        _copy_tree(dirs[name] / "model", tmp / name)
+    (tmp / MANIFEST).write_text(json.dumps(manifest, sort_keys=True, indent=2) + "\n")
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    os.replace(tmp, run_dir)
+
+
+def build_manifest(settings: TestbedSettings, records: dict[str, dict]) -> dict:
+    models = {name: {k: v for k, v in records[name].items() if k != "quality"} for name in MODEL_DIRS}
+    total_train = sum(float(models[n].get("train_seconds", 0.0)) for n in MODEL_DIRS)
+    total_stage = sum(float(records[n].get("stage_seconds", 0.0)) for n in (*MODEL_DIRS, "quality"))
+    return {
+        "kind": "ttc-planner testbed",
+        "run_key": settings.run_key(),
+        "stage_keys": {n: settings.stage_key(n) for n in STAGE_VERSIONS},
+        "seed": settings.seed,
+        "quick": settings.quick,
+        "scale": settings.scale,
+        "settings": settings.to_dict(),
+        "models": models,
+        "size_ratio_large_to_policy": round(models["large"]["params"] / models["policy"]["params"], 3),
+        "task": {
+            "name": "arithmetic-restated",
+            "levels": list(task.DEFAULT_LEVELS),
+            "max_value": task.MAX_VALUE,
+            "prompt_format": task.PROMPT_FORMAT,
+            "step_delimiter": task.STEP_DELIMITER,
+            "answer_format": task.ANSWER_FORMAT,
+            "example": _example(),
+        },
+        "prm": {
+            "step_tag": STEP_TAG,
+            "good_token": GOOD_TOKEN,
+            "bad_token": BAD_TOKEN,
+            "format": "prompt + line_1 + step_tag + '\\n' + ... + line_n + step_tag (every completion "
+            "line, the answer line included, is followed by the tag); score of line i = "
+            "softmax(logits[good, bad]) at its tag, P(good)",
+            "labels": "Monte-Carlo rollouts of the policy from each step prefix; soft label = "
+            "fraction reaching the right answer; BCE",
+            "init_from": "large",
+        },
+        "reviser": {"prompt_format": records["reviser"].get("prompt_format"), "max_attempts": 4},
+        "verifiers": {
+            "large_likelihood": "teacher-forced log-probs of the larger LM: per-line mean log-prob, "
+            "solution score = min over lines; weight exp(score)",
+            "prm": "last-line PRM score (P(good) at the last tag)",
+        },
+        "train_seconds_total": round(total_train, 2),
+        "stage_seconds_total": round(total_stage, 2),
+        "quality": records["quality"].get("quality", {}),
+    }
+
+
+def _example() -> str:
+    p = task.make_problem("example", "3+8*2-5")
+    return task.format_prompt(p.question) + p.completion
+
+
+def _check_out(out: Path, run_key: str) -> dict | None:
+    """The manifest already in `out` when it holds this run; error if it holds another run."""
+    ensure_writable_dir(out)
+    man = out / MANIFEST
+    if man.exists():
+        try:
+            existing = json.loads(man.read_text())
+        except (OSError, ValueError) as exc:
+            raise PlannerError(f"{man}: unreadable manifest ({exc}); choose an empty --out") from None
+        if existing.get("run_key") != run_key:
+            raise PlannerError(
+                f"{out} holds another testbed run's models (run_key {existing.get('run_key')}, "
+                f"seed {existing.get('seed')}, scale {existing.get('scale')}, quick {existing.get('quick')}); "
+                "choose an empty directory or remove it"
+            )
+        if all((out / d / "config.json").exists() for d in MODEL_DIRS):
+            return existing
+        return None
+    stray = [d for d in MODEL_DIRS if (out / d).exists()]
+    if stray:
+        raise PlannerError(
+            f"{out} holds model directories ({', '.join(stray)}) without a testbed manifest; "
+            "choose an empty directory"
+        )
+    return None
+
+
+def train_testbed(
+    out_dir: str | os.PathLike[str],
+    *,
+    quick: bool = False,
+    scale: str = "default",
+    seed: int = 0,
+    progress: bool = True,
+) -> dict:
+    """Train (or fetch from the cache) the testbed and write it to `out_dir`; returns the manifest.
+
+    `out_dir` gets policy/, large/, prm/, reviser/ (each loadable with
+    `AutoModelForCausalLM.from_pretrained` and `AutoTokenizer.from_pretrained`) and manifest.json.
+    """
+    settings = TestbedSettings(quick=quick, scale=scale, seed=seed)
+    out = Path(out_dir)
+    existing = _check_out(out, settings.run_key())
+    if existing is not None:
+        return existing
+    run_dir = ensure_testbed(quick=quick, scale=scale, seed=seed, progress=progress)
+    for name in MODEL_DIRS:
+        dest = out / name
+        tmp = out / f".{name}.tmp"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        _copy_tree(run_dir / name, tmp)
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(tmp, dest)
+    text = (run_dir / MANIFEST).read_text()
+    atomic_write_text(out / MANIFEST, text)  # written last: its presence means the copy is whole
+    return json.loads(text)

@@ -1,0 +1,116 @@
+"""The testbed's verifiers: the larger LM's likelihood and the Math-Shepherd-style PRM.
+
+Both score every line of a completion (the step lines and the final answer line):
+- `likelihood_line_scores`: teacher-forced mean log-prob of each line's tokens (its characters and
+  the newline that ends it) under a language model; a solution's score is the minimum over lines
+  (one wrong line is enough to make a chain wrong). This is what worked in the prototype.
+- `prm_line_scores`: the PRM reads ``prompt + line_1 <step> \\n line_2 <step> ... line_n <step>``
+  and scores line i with P(good) = softmax(logits[<good>, <bad>])[0] at the i-th tag.
+FLOPs: a teacher-forced pass costs ~2·params per token read (`scoring_tokens` counts them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from models.testbed.task import STEP_DELIMITER, format_prompt
+from models.testbed.tokenizer import CharCodec
+
+
+def completion_lines(completion: str) -> list[str]:
+    """The lines a verifier scores: every non-empty line of the completion."""
+    return [line for line in completion.split(STEP_DELIMITER) if line.strip()]
+
+
+def _likelihood_input(codec: CharCodec, question: str, lines: Sequence[str]) -> tuple[list[int], list[tuple[int, int]]]:
+    ids = [codec.bos_id, *codec.encode(format_prompt(question))]
+    spans = []
+    for i, line in enumerate(lines):
+        start = len(ids)
+        ids += codec.encode(line + (STEP_DELIMITER if i < len(lines) - 1 else ""))
+        spans.append((start, len(ids)))
+    return ids, spans
+
+
+@torch.no_grad()
+def likelihood_line_scores(
+    model: torch.nn.Module,
+    questions: Sequence[str],
+    completions: Sequence[str],
+    *,
+    batch_size: int = 64,
+) -> list[list[float]]:
+    """Per-line mean token log-prob of each completion under `model` (empty list if no lines)."""
+    from models.testbed.sampling import token_logprobs
+
+    codec = CharCodec()
+    inputs = [_likelihood_input(codec, q, completion_lines(c)) for q, c in zip(questions, completions, strict=True)]
+    lps = token_logprobs(model, [ids for ids, _ in inputs], pad_token_id=codec.pad_id, batch_size=batch_size)
+    out = []
+    for (_, spans), lp in zip(inputs, lps, strict=True):
+        # lp[j] is the log-prob of token j + 1.
+        out.append([sum(lp[s - 1 : e - 1]) / max(1, e - s) for s, e in spans])
+    return out
+
+
+def min_score(line_scores: Sequence[float]) -> float:
+    return min(line_scores) if line_scores else float("-inf")
+
+
+def prm_input(codec: CharCodec, question: str, lines: Sequence[str]) -> tuple[list[int], list[int]]:
+    """Token ids of the PRM input and the positions of its step tags (one per line)."""
+    ids = [codec.bos_id, *codec.encode(format_prompt(question))]
+    tags = []
+    for i, line in enumerate(lines):
+        ids += codec.encode(line)
+        tags.append(len(ids))
+        ids.append(codec.tag_id)
+        if i < len(lines) - 1:
+            ids += codec.encode(STEP_DELIMITER)
+    return ids, tags
+
+
+def prm_logits_to_scores(logits: torch.Tensor, codec: CharCodec) -> torch.Tensor:
+    """P(good) from the logits at tag positions (softmax over the two candidate tokens)."""
+    pair = logits[..., [codec.good_id, codec.bad_id]].float()
+    return F.softmax(pair, dim=-1)[..., 0]
+
+
+@torch.no_grad()
+def prm_line_scores(
+    model: torch.nn.Module,
+    questions: Sequence[str],
+    completions: Sequence[str],
+    *,
+    batch_size: int = 64,
+) -> list[list[float]]:
+    """PRM score in [0, 1] of every line of each completion."""
+    codec = CharCodec()
+    inputs = [prm_input(codec, q, completion_lines(c)) for q, c in zip(questions, completions, strict=True)]
+    order = sorted(range(len(inputs)), key=lambda i: len(inputs[i][0]))
+    res: dict[int, list[float]] = {}
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        width = max(len(inputs[i][0]) for i in idx)
+        ids = torch.full((len(idx), width), codec.pad_id, dtype=torch.long)
+        att = torch.zeros_like(ids)
+        for j, i in enumerate(idx):
+            seq = inputs[i][0]
+            ids[j, : len(seq)] = torch.tensor(seq)
+            att[j, : len(seq)] = 1
+        scores = prm_logits_to_scores(model(input_ids=ids, attention_mask=att).logits, codec)
+        for j, i in enumerate(idx):
+            res[i] = [float(scores[j, t]) for t in inputs[i][1]]
+    return [res[i] for i in range(len(inputs))]
+
+
+def scoring_tokens(questions: Sequence[str], completions: Sequence[str]) -> list[int]:
+    """Tokens a verifier reads per completion (prompt + completion), for verifier FLOPs."""
+    codec = CharCodec()
+    return [
+        len(_likelihood_input(codec, q, completion_lines(c))[0])
+        for q, c in zip(questions, completions, strict=True)
+    ]

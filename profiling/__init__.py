@@ -1,0 +1,50 @@
+"""The measuring side: problems and graders, model backends, verifiers, strategies, FLOPs.
+
+    from profiling import run
+    from profiling.backend import TransformersBackend
+    from profiling.verifiers import LikelihoodVerifier, SelfLikelihood, load_prm
+
+    policy = TransformersBackend.load("testbed/policy", threads=1)
+    verifiers = [load_prm("testbed/prm"), LikelihoodVerifier.load("testbed/large", stat="mean"),
+                 SelfLikelihood(stat="min")]
+    rows = run("sample", problems, policy, verifiers, {"n": 16})           # one pool, all k <= n
+    rows += run("beam", problems, policy, verifiers, {"n": 16, "m": 4})    # one run per budget
+
+`run` returns rows of the samples table (`planner.schema.SAMPLES`); strategies are registered by
+name in `profiling.strategies.STRATEGIES` (their config dataclasses in `CONFIGS`).
+
+Cost conventions (exact, from real token counts and the analytic FLOPs of `profiling.flops`):
+- `gen_tokens` are sampled tokens; `gen_flops` every forward pass of the policy on real tokens
+  (padding and holes of a batch are not counted). A prompt is encoded once per pool or search
+  run (prefix sharing): its tokens and FLOPs are spread evenly over that pool's / run's rows.
+- `sample`: each row carries its own decode cost; a pool's rows sum to its total.
+- `beam`, `lookahead`, `dvts`: a run's whole cost (pruned branches and lookahead rollouts
+  included) is spread evenly over its final rows, so a run's rows (per verifier) sum to it.
+- `revisions`: each answer encodes its own prompt (with the previous answers) and decodes its
+  tokens; identical prompts in one step share one prefill.
+- `verifier_flops`: the forward passes of that row's verifier (0 for `self:*`, whose log-probs
+  were kept while sampling); in a search, the guiding verifier's calls on every round.
+- `wall_s`: measured seconds, generation split over candidates by tokens plus the verifier's
+  own scoring time.
+Several verifiers on one pool give one row per candidate and verifier, generation costs repeated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+
+def run(strategy: str, problems: Sequence[Any], backend: Any, verifier: Any,
+        config: Mapping[str, Any]) -> list[dict]:
+    """Run a registered strategy and return its samples rows (inputs are not mutated)."""
+    from profiling.strategies import STRATEGIES
+
+    try:
+        fn = STRATEGIES[strategy]
+    except KeyError:
+        raise ValueError(f"unknown strategy {strategy!r} (known: {', '.join(STRATEGIES)})") from None
+    return fn(list(problems), backend, verifier, dict(config))
+
+
+__all__ = ["run"]

@@ -1,0 +1,168 @@
+"""Measure this machine for the cost simulator: matmul FLOP/s, memory bandwidth, forward overhead.
+
+`ttc calibrate` imports this module lazily (it needs torch). The result is a hardware profile in the
+data-file form of `planner.hardware` (every value with how it was measured); its efficiencies are
+1.0 because the peaks are measured achievable rates, not datasheet numbers.
+
+- peak_flops_per_s: best of `repeats` timings of `torch.mm` on two size×size matrices (2·size³
+  FLOPs per call), the rate a large GEMM reaches.
+- hbm_bytes_per_s: best timing of a matrix-vector product over a `mbytes` MiB float32 matrix (bytes
+  of the matrix per call): the weight-streaming pattern of a decode step at batch 1.
+- step_overhead_s, layer_overhead_s: a tiny Llama (hidden 32, so FLOPs and bytes are negligible)
+  decodes with the harness's own loop (`models.decoding.sample_batch`; a bare cached forward when
+  that is not importable) at 1 and at 5 layers and at 1 and 32 rows; the differences give the
+  per-layer and per-row overheads of eager PyTorch (sampling, softmax, tiny matmuls), the rest
+  is the fixed per-step overhead (cache bookkeeping, Python).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+
+def _best_time(fn: Callable[[], Any], repeats: int, min_s: float = 0.05) -> float:
+    """Best mean seconds per call over `repeats` timed blocks of enough calls to last `min_s`."""
+    fn()  # warm-up (allocations, thread pool)
+    t0 = time.perf_counter()
+    fn()
+    one = max(time.perf_counter() - t0, 1e-7)
+    calls = max(1, int(min_s / one))
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        best = min(best, (time.perf_counter() - t0) / calls)
+    return best
+
+
+def measure_matmul_flops(size: int = 1024, repeats: int = 5, dtype: torch.dtype = torch.float32) -> float:
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(size, size, generator=g).to(dtype)
+    b = torch.randn(size, size, generator=g).to(dtype)
+    out = torch.empty(size, size, dtype=dtype)
+    t = _best_time(lambda: torch.mm(a, b, out=out), repeats)
+    return 2.0 * size**3 / t
+
+
+def measure_bandwidth(mbytes: int = 256, repeats: int = 5) -> float:
+    rows = max(1, mbytes * (1 << 20) // (4 * 1024))
+    w = torch.ones(rows, 1024, dtype=torch.float32)
+    x = torch.ones(1024, dtype=torch.float32)
+    out = torch.empty(rows, dtype=torch.float32)
+    t = _best_time(lambda: torch.mv(w, x, out=out), repeats)
+    return w.numel() * 4 / t
+
+
+def _tiny_llama(layers: int) -> torch.nn.Module:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=layers,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)
+    torch.manual_seed(0)
+    return LlamaForCausalLM(cfg).eval()
+
+
+def measure_forward_overhead(repeats: int = 5) -> tuple[float, float]:
+    """(fixed seconds per call, seconds per layer per call) of one cached decode step."""
+    times = {}
+    for layers in (1, 5):
+        model = _tiny_llama(layers)
+        ids = torch.zeros(1, 16, dtype=torch.long)
+        with torch.no_grad():
+            out = model(ids, use_cache=True)
+            cache = out.past_key_values
+            nxt = torch.zeros(1, 1, dtype=torch.long)
+            pos = torch.tensor([[16]])
+
+            def step(m: torch.nn.Module = model, c: Any = cache, n: torch.Tensor = nxt, p: torch.Tensor = pos) -> None:
+                m(n, past_key_values=c, position_ids=p, use_cache=True)
+                try:  # keep the cache at 16 tokens across calls
+                    c.crop(-1)
+                except ValueError:  # older transformers: crop to a length
+                    c.crop(16)
+
+            try:
+                times[layers] = _best_time(step, repeats)
+            except AttributeError:  # a cache without crop: rebuild the call without a cache
+                times[layers] = _best_time(lambda m=model, i=ids: m(i[:, :1]), repeats)
+    per_layer = max((times[5] - times[1]) / 4.0, 0.0)
+    return max(times[1] - per_layer, 0.0), per_layer
+
+
+def measure_decode_overhead(repeats: int = 3, rows: int = 32) -> tuple[float, float, float] | None:
+    """(fixed, per-layer, per-row) seconds of one step of the harness's own decode loop
+    (`models.decoding.sample_batch`: forward + sampling + cache bookkeeping), from the slope of
+    wall time in generated tokens (64 vs 8 new tokens, so prefill and setup cancel) at 1 and 5
+    layers (one row), and at 1 vs `rows` rows (one layer). None when `models.decoding` is not
+    importable."""
+    try:
+        from models.decoding import sample_batch
+    except ImportError:
+        return None
+    per_step = {}
+    # Stop and end tokens are out of the tiny vocabulary's reach: every row decodes all tokens.
+    for layers, batch in ((1, 1), (5, 1), (1, rows)):
+        model = _tiny_llama(layers)
+        prompt = [[3] * 16 for _ in range(batch)]
+
+        def gen(n: int, m: torch.nn.Module = model, p: list = prompt) -> None:
+            sample_batch(m, p, max_new_tokens=n, temperature=1.0, seed=0)
+
+        t_long = _best_time(lambda g=gen: g(64), repeats, min_s=0.0)
+        t_short = _best_time(lambda g=gen: g(8), repeats, min_s=0.0)
+        per_step[(layers, batch)] = max(t_long - t_short, 0.0) / 56.0
+    per_layer = max((per_step[(5, 1)] - per_step[(1, 1)]) / 4.0, 0.0)
+    per_row = max((per_step[(1, rows)] - per_step[(1, 1)]) / (rows - 1), 0.0)
+    return max(per_step[(1, 1)] - per_layer - per_row, 0.0), per_layer, per_row
+
+
+def calibrate(name: str = "this-machine", size: int = 1024, mbytes: int = 256, repeats: int = 5,
+              dtype: str = "float32", threads: int | None = None, usd_per_hour: float = 0.0) -> dict[str, Any]:
+    """Run the three measurements and return the hardware profile (data-file form)."""
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(int(threads))
+    try:
+        return _calibrate(name, size, mbytes, repeats, dtype, usd_per_hour)
+    finally:
+        torch.set_num_threads(before)  # a library call must not change the caller's torch state
+
+
+def _calibrate(name: str, size: int, mbytes: int, repeats: int, dtype: str, usd_per_hour: float) -> dict[str, Any]:
+    tdtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
+    flops = measure_matmul_flops(size, repeats, tdtype)
+    bw = measure_bandwidth(mbytes, repeats)
+    decode = measure_decode_overhead(repeats)
+    if decode is not None:
+        step, layer, seq = decode
+        what = ("models.decoding.sample_batch step (forward + sampling), tiny Llama, 64 vs 8 tokens, "
+                "1 vs 5 layers, 1 vs 32 rows")
+    else:
+        step, layer = measure_forward_overhead(repeats)
+        seq = 0.0
+        what = "tiny Llama cached decode step (forward only), 1 vs 5 layers"
+    try:
+        mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        mem = 8 * 1024**3
+    nthreads = torch.get_num_threads()
+    how = f"measured by ttc calibrate (torch {torch.__version__}, {nthreads} threads, best of {repeats})"
+    return {
+        "name": name,
+        "description": f"this machine's CPU as measured by ttc calibrate ({os.cpu_count()} logical cores)",
+        "peak_flops_per_s": {"value": flops, "source": f"torch.mm {size}x{size} {dtype}; {how}"},
+        "hbm_bytes_per_s": {"value": bw, "source": f"torch.mv over a {mbytes} MiB float32 matrix; {how}"},
+        "hbm_bytes": {"value": float(mem), "source": "physical memory (os.sysconf)"},
+        "usd_per_hour": {"value": float(usd_per_hour), "source": "given to ttc calibrate (--usd-per-hour)"},
+        "flops_efficiency": {"value": 1.0, "source": "1.0: the peak is a measured achievable rate"},
+        "bandwidth_efficiency": {"value": 1.0, "source": "1.0: the bandwidth is a measured achievable rate"},
+        "step_overhead_s": {"value": step, "source": f"{what}: fixed part; {how}"},
+        "layer_overhead_s": {"value": layer, "source": f"{what}: per layer; {how}"},
+        "seq_overhead_s": {"value": seq, "source": f"{what}: per row; {how}"},
+    }

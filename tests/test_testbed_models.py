@@ -1,0 +1,168 @@
+"""Real tiny testbed models: training determinism and resume, save/reload, sampler, verifiers, PRM
+format, and the quick testbed's manifest (trained once per test run by the `quick_testbed` fixture)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from models.testbed import task
+from models.testbed.modeling import ModelSpec, TrainSpec, build_model, count_params, pretrain
+from models.testbed.tokenizer import CharCodec
+
+TINY = ModelSpec(16, 1, 2)
+TINY_TRAIN = TrainSpec(steps=6, batch_size=4, lr=3e-3, warmup=2)
+
+
+def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_training_is_deterministic_for_a_seed(tmp_path: Path) -> None:
+    m1, r1 = pretrain(TINY, TINY_TRAIN, 5, tmp_path / "a.pt", desc="a", progress=False)
+    m2, r2 = pretrain(TINY, TINY_TRAIN, 5, tmp_path / "b.pt", desc="b", progress=False)
+    m3, _ = pretrain(TINY, TINY_TRAIN, 6, tmp_path / "c.pt", desc="c", progress=False)
+    assert _same_weights(m1, m2)
+    assert not _same_weights(m1, m3)
+    assert r1["d_pretrain_tokens"] == r2["d_pretrain_tokens"] > 0
+    assert r1["pretrain_flops"] == 6 * r1["params"] * r1["d_pretrain_tokens"]
+    assert r1["params"] == count_params(m1)
+
+
+def test_interrupted_training_resumes_to_the_same_weights(tmp_path: Path) -> None:
+    from models.testbed.modeling import lm_loss, pad_batch, pretrain_batch, train_loop
+
+    codec = CharCodec()
+    spec = TrainSpec(steps=6, batch_size=4, lr=3e-3, warmup=2)
+
+    def make_loss(fail_at: int | None):
+        def loss_fn(m: torch.nn.Module, step: int):
+            if step == fail_at:
+                raise KeyboardInterrupt
+            seqs, masks = pretrain_batch(0, step, spec.batch_size)
+            ids, att, labels = pad_batch(seqs, masks, codec.pad_id)
+            return lm_loss(m, ids, att, labels), int(att.sum())
+
+        return loss_fn
+
+    ref = build_model(TINY, 0)
+    train_loop(ref, spec, make_loss(None), tmp_path / "ref.pt", desc="ref", progress=False, ckpt_every=3)
+    model = build_model(TINY, 0)
+    with pytest.raises(KeyboardInterrupt):
+        train_loop(model, spec, make_loss(4), tmp_path / "run.pt", desc="run", progress=False, ckpt_every=3)
+    assert (tmp_path / "run.pt").exists()
+    resumed = build_model(TINY, 0)
+    train_loop(resumed, spec, make_loss(None), tmp_path / "run.pt", desc="run", progress=False, ckpt_every=3)
+    assert _same_weights(ref, resumed)
+
+
+def test_sampler_greedy_matches_generate_and_is_seeded() -> None:
+    from models.testbed.sampling import sample_batch
+
+    codec = CharCodec()
+    model = build_model(ModelSpec(32, 2, 2), 1).eval()
+    prompts = [[codec.bos_id, *codec.encode(task.format_prompt(q))] for q in ("1+2", "3*4-5+6", "7")]
+    greedy = sample_batch(model, prompts, max_new_tokens=12, temperature=0.0, pad_token_id=codec.pad_id)
+    for p, g in zip(prompts, greedy, strict=True):
+        ref = model.generate(torch.tensor([p]), max_new_tokens=12, do_sample=False, pad_token_id=codec.pad_id)
+        assert g.token_ids == ref[0, len(p):].tolist()
+    a = sample_batch(model, prompts * 3, max_new_tokens=10, seed=3, eos_token_id=codec.eos_id)
+    b = sample_batch(model, prompts * 3, max_new_tokens=10, seed=3, eos_token_id=codec.eos_id)
+    assert [g.token_ids for g in a] == [g.token_ids for g in b]
+    assert all(len(g.token_ids) <= 10 and all(lp <= 0 for lp in g.logprobs) for g in a)
+
+
+@pytest.mark.slow
+def test_quick_testbed_manifest(quick_testbed: Path) -> None:
+    manifest = json.loads((quick_testbed / "manifest.json").read_text())
+    assert manifest["quick"] is True and manifest["seed"] == 0 and manifest["scale"] == "default"
+    models = manifest["models"]
+    for name in ("policy", "large", "prm", "reviser"):
+        assert models[name]["params"] > 0
+        assert models[name]["train_steps"] > 0
+        assert models[name]["train_seconds"] >= 0
+    for name in ("policy", "large"):
+        m = models[name]
+        assert m["d_pretrain_tokens"] > 0
+        assert m["pretrain_flops"] == 6 * m["params"] * m["d_pretrain_tokens"]
+    assert models["policy"]["d_pretrain_tokens"] == models["large"]["d_pretrain_tokens"]
+    assert models["large"]["params"] > models["policy"]["params"]
+    assert manifest["task"]["prompt_format"] == "Q: {question}\n"
+    assert manifest["task"]["step_delimiter"] == "\n"
+    assert manifest["prm"]["step_tag"] == "<step>"
+    assert {manifest["prm"]["good_token"], manifest["prm"]["bad_token"]} == {"<good>", "<bad>"}
+    assert "{attempts}" in manifest["reviser"]["prompt_format"]
+    q = manifest["quality"]
+    assert set(q["levels"]) == {str(k) for k in manifest["settings"]["levels"]}
+    for row in q["levels"].values():
+        assert 0.0 <= row["policy_pass1"] <= row["policy_pass_n"] <= 1.0
+        assert row["policy_chain_ceiling_n"] <= row["policy_pass_n"]
+
+
+@pytest.mark.slow
+def test_models_reload_offline_with_identical_logits(quick_testbed: Path, tmp_path: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    text = task.format_prompt("3+4*2") + "4*2=8>3+8"
+    for name in ("policy", "large", "prm", "reviser"):
+        d = quick_testbed / name
+        model = AutoModelForCausalLM.from_pretrained(d).eval()
+        tok = AutoTokenizer.from_pretrained(d)
+        ids = tok(text, return_tensors="pt")["input_ids"]
+        assert ids.shape[1] == len(text) + 1
+        with torch.no_grad():
+            before = model(ids).logits
+        model.save_pretrained(tmp_path / name)
+        again = AutoModelForCausalLM.from_pretrained(tmp_path / name).eval()
+        with torch.no_grad():
+            assert torch.equal(before, again(ids).logits)
+
+
+@pytest.mark.slow
+def test_prm_format_and_scores(quick_testbed: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    from models.testbed.verifiers import completion_lines, prm_input, prm_line_scores
+
+    codec = CharCodec()
+    p = task.make_problem("e", "3+8*2-5")
+    ids, tags = prm_input(codec, p.question, completion_lines(p.completion))
+    assert [ids[t] for t in tags] == [codec.tag_id] * 4  # 3 steps + the answer line
+    assert ids.count(codec.tag_id) == 4
+    assert codec.decode(ids[: tags[0]]) == task.format_prompt(p.question) + "8*2=16>3+16-5"
+    assert ids[tags[0] + 1] == codec.newline_id and ids[-1] == codec.tag_id
+    prm = AutoModelForCausalLM.from_pretrained(quick_testbed / "prm").eval()
+    comps = [p.completion, "8*2=16>3+16-5\nAnswer: 3", ""]
+    scores = prm_line_scores(prm, [p.question] * 3, comps)
+    assert [len(s) for s in scores] == [4, 2, 0]
+    assert all(0.0 <= s <= 1.0 for row in scores for s in row)
+
+
+@pytest.mark.slow
+def test_likelihood_verifier_scores(quick_testbed: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    from models.testbed.verifiers import likelihood_line_scores
+
+    large = AutoModelForCausalLM.from_pretrained(quick_testbed / "large").eval()
+    p = task.make_problem("e", "3+8*2-5")
+    scores = likelihood_line_scores(large, [p.question] * 2, [p.completion, "8*2=16>3+16-5\nAnswer: 3"])
+    assert len(scores[0]) == 4 and len(scores[1]) == 2
+    assert all(s <= 0 for row in scores for s in row)
+    # The first line's score does not depend on what follows it.
+    assert scores[0][0] == pytest.approx(scores[1][0], abs=1e-5)
+
+
+def test_reviser_prompt_keeps_four_recent_attempts() -> None:
+    from models.testbed.reviser import edit_distance, format_reviser_prompt
+
+    attempts = [f"1+1={i}>{i}\nAnswer: {i}" for i in range(6)]
+    prompt = format_reviser_prompt("1+1", attempts)
+    assert prompt.startswith(task.format_prompt("1+1")) and prompt.endswith("Fix:\n")
+    assert prompt.count("Try:\n") == 4 and "Answer: 5" in prompt and "Answer: 1\n" not in prompt
+    assert format_reviser_prompt("1+1", []) == "Q: 1+1\nFix:\n"
+    assert edit_distance("kitten", "sitting") == 3
