@@ -99,3 +99,16 @@ def test_unwritable_output_directory(tmp_path):
     blocker.write_text("x")
     res = CliRunner().invoke(main, ["curves", str(s), "--out", str(blocker / "sub")])
     assert res.exit_code == 1 and "Error:" in res.output and "Traceback" not in res.output
+
+
+def test_planner_package_never_imports_torch():
+    """A serving team loads policies with the planner alone: no module of it may pull in torch."""
+    import subprocess
+    import sys
+
+    code = ("import importlib, pkgutil, sys, planner\n"
+            "for m in pkgutil.walk_packages(planner.__path__, 'planner.'):\n"
+            "    importlib.import_module(m.name)\n"
+            "print([m for m in ('torch', 'transformers', 'ray', 'models', 'profiling') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
