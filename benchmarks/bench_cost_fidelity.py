@@ -1,15 +1,18 @@
 """Cost-simulator fidelity on this machine: predicted vs measured wall time of harness runs.
 
-1. Calibrate this CPU (`profiling.calibrate.calibrate`: matmul FLOP/s, memory bandwidth and the
-   per-step / per-layer overhead of the harness's decode loop), or read a profile (--hardware).
+1. Calibrate this CPU (`profiling.calibrate.calibrate` with the policy's shape: matmul FLOP/s,
+   memory bandwidth, and the harness loops' overheads outside the roofline: per step, layer, row,
+   prefill token and attention score), or read a profile (--hardware). Calibration is
+   micro-benchmarks on random weights and tokens; nothing is fitted on the runs reported.
 2. Run each strategy of the profiling harness (`profiling.strategies.STRATEGIES`) on a few testbed
    problems with the testbed policy (a `LikelihoodVerifier` over the same model scores and guides
-   search), timing every call.
-3. Describe what the harness executed as `planner.cost.Workload`s built from the rows it wrote
-   (tokens, prompt tokens, steps) and the harness's documented batching (sample and search:
-   `batch_size // n` problems per batch, search in lock-step rounds with a verifier pass per
-   round; revisions: one batch per chain step), and let `planner.cost.simulate` predict their
-   latency.
+   search), timing every call (process CPU time with one torch thread, best of --repeats).
+3. Predict the run from the rows it wrote (tokens, prompt tokens, step scores) and the harness's
+   batching, with `planner.cost`'s formulas: sample and revisions decode `batch_size // n`
+   problems together, rows dropping out by the decode loop's compaction rule
+   (`compacted_decode_s`); search runs lock-step rounds over the rows still active
+   (`live_rows`), each lasting the expected longest step among them (`cost.expected_max` over
+   step lengths from a separate sampling run), with a verifier pass per round.
 4. Print predicted vs measured per strategy and the median absolute error.
 
 Run:  .venv/bin/python benchmarks/bench_cost_fidelity.py [--model-dir DIR] [--problems 8]
@@ -59,11 +62,30 @@ def ceil_div(a: float, b: float) -> int:
     return math.ceil(a / b) if a > 0 else 0
 
 
-def _group_workload(prompt_tokens: float, seqs: int, gens: list[int]) -> Workload:
-    """A batch decoded together: `seqs` prompts prefilled in one call, rows decode until the
-    longest ends."""
-    return Workload(prompt_tokens=prompt_tokens, gen_tokens=float(sum(gens)), width=max(len(gens), 1),
-                    max_stream_tokens=float(max(gens)) if gens else None, prompt_seqs=max(seqs, 1))
+def compacted_decode_s(gens: list[int], prompt_len: float, spec: Any, hw: Any) -> float:
+    """Decode latency of rows sampled together by `models.decoding.sample_batch` (compact=True):
+    one step per token of the longest row; the step's batch keeps finished rows as holes until
+    they are a quarter of it, then drops them (the harness's compaction rule). Each step costs
+    `cost.decode_step_time_s(batch, context)`, context = prompt + tokens so far."""
+    from planner.cost import decode_step_time_s
+
+    if not gens:
+        return 0.0
+    lens = sorted(gens)
+    total, removed, batch, j = 0.0, 0, len(lens), 0
+    for t in range(max(lens)):
+        total += decode_step_time_s(spec, hw, batch, prompt_len + t)
+        while j < len(lens) and lens[j] <= t + 1:
+            j += 1  # rows finished after this step
+        if (j - removed) * 4 >= batch:
+            removed, batch = j, len(lens) - j
+    return total
+
+
+def _prefill_s(prompt_tokens: float, seqs: int, spec: Any, hw: Any) -> float:
+    from planner.cost import prefill_time_s
+
+    return prefill_time_s(spec, hw, prompt_tokens, 0.0, 1, max(seqs, 1))
 
 
 def _scoring(seq_tokens: list[float], spec: Any, hw: Any) -> float:
@@ -90,8 +112,8 @@ def predict_sample(rows: list[dict], n: int, batch_size: int, spec: Any, hw: Any
         plens = [sum(r["prompt_tokens"] for r in by_problem[p]) for p in chunk]
         gens = [r["gen_tokens"] for p in chunk for r in by_problem[p]]
         # unique prompts are prefilled in one padded batch: rows x longest prompt
-        w = _group_workload(len(chunk) * max(plens), len(chunk), gens)
-        total += simulate(w, spec, hw, batch=len(gens)).latency_s
+        total += _prefill_s(len(chunk) * max(plens), len(chunk), spec, hw)
+        total += compacted_decode_s(gens, max(plens), spec, hw)
         for p, plen in zip(chunk, plens, strict=True):
             total += _scoring([plen + r["gen_tokens"] for r in by_problem[p]], spec, hw)
     return total
@@ -109,56 +131,107 @@ def predict_revisions(rows: list[dict], batch_size: int, spec: Any, hw: Any) -> 
             part = rs[start:start + batch_size]
             gens = [r["gen_tokens"] for r in part]
             plen_max = max(r["prompt_tokens"] for r in part)
-            w = _group_workload(len(part) * plen_max, len(part), gens)
-            total += simulate(w, spec, hw, batch=len(gens)).latency_s
+            total += _prefill_s(len(part) * plen_max, len(part), spec, hw)
+            total += compacted_decode_s(gens, plen_max, spec, hw)
         total += _scoring([r["prompt_tokens"] + r["gen_tokens"] for r in rs], spec, hw)
     return total
 
 
-def lockstep_step_tokens(backend: Any, problems: list, n: int, group: int,
-                         max_new_tokens: int = 256) -> float:
-    """Decode steps of one lock-step search round: a round lasts until the longest step of all
-    the rows searched together (`group` problems x n rows) ends. Sample n solutions per problem,
-    split them into steps, and average over (group, step index) the longest step among the rows
-    that reach that index. A property of the model's outputs (tokens, not timings)."""
-    longest: list[int] = []
+def step_lengths(backend: Any, problems: list, n: int, max_new_tokens: int = 256,
+                 max_step_tokens: int = 128) -> tuple[list[int], float]:
+    """(tokens per search step, search rounds per verifier step) of the policy: sample n
+    solutions per problem (a separate sampling run, seed 7; tokens, not timings), split them
+    into steps, and keep the steps a search would decode: a search path ends at the first step
+    with an extractable answer, and a step stops at `max_step_tokens` (profiling/strategies/search.py defaults). The empirical
+    distribution whose expected maximum over the active rows gives a lock-step round's decode
+    steps. A line longer than `max_step_tokens` takes several rounds but is one verifier step
+    (one step score): the second value converts step scores to rounds.
+    """
+    from profiling.strategies.common import grader_for
+
+    grader = grader_for("testbed")
     pools = backend.sample([backend.prompt_ids(p) for p in problems], n, max_new_tokens=max_new_tokens,
                            temperature=0.8, seed=7)
-    for start in range(0, len(pools), group):
-        steps = [[len(s) for s in backend.split_steps(g.token_ids)]
-                 for pool in pools[start:start + group] for g in pool]
-        depth = max(len(s) for s in steps)
-        longest += [max(s[j] for s in steps if j < len(s)) for j in range(depth)]
-    return sum(longest) / len(longest) if longest else 1.0
+    out: list[int] = []
+    segments = 0
+    for pool in pools:
+        for g in pool:
+            for step in backend.split_steps(g.token_ids):
+                segments += 1
+                for i in range(0, len(step), max_step_tokens):
+                    part = step[i:i + max_step_tokens]
+                    out.append(len(part))
+                    if grader.extract_answer(backend.decode(part)) is not None:
+                        break
+                else:
+                    continue
+                break
+    return (out or [1]), len(out) / max(segments, 1)
 
 
-def predict_search(rows: list[dict], cfg: dict, batch_size: int, spec: Any, hw: Any, step_tokens: float) -> float:
+def live_rows(strategy: str, n: int, m: int, final_rounds: list[int]) -> list[int]:
+    """Rows a search decodes in each round, from the round each final candidate ended in (the
+    length of its step scores), following the harness's rules (profiling/strategies/search.py):
+    beam/lookahead keep max(1, remaining // m) · min(m, remaining) rows while remaining = n −
+    finished > 0 (a finished solution frees its slot); dvts keeps m rows per subtree until the
+    subtree's final."""
+    depth = max(final_rounds, default=1)
+    if strategy == "dvts":
+        return [m * sum(1 for f in final_rounds if f >= r) for r in range(1, depth + 1)]
+    out = []
+    for r in range(1, depth + 1):
+        rem = n - sum(1 for f in final_rounds if f < r)
+        out.append(n if r == 1 else (max(1, rem // m) * min(m, rem) if rem > 0 else 0))
+    return out
+
+
+def predict_search(rows: list[dict], cfg: dict, strategy: str, batch_size: int, spec: Any, hw: Any,
+                   lengths: list[int], rounds_per_step: float = 1.0, max_step_tokens: int = 128) -> float:
     """batch_size // n problems are searched together on one KV cache: their prompts prefilled
-    once; `rounds` rounds (the longest final candidate's step count in the group), each decoding
-    all rows in lock step for `step_tokens` steps (see lockstep_step_tokens), plus k greedy
-    rollout steps for lookahead; every round the verifier re-scores all partial solutions (full
-    sequences, 16 per call; lookahead scores its rollouts too)."""
+    once; then rounds, each decoding the rows still active (`live_rows`, summed over the group)
+    in lock step for E[max step length over those rows] steps (`cost.expected_max`), plus k
+    greedy rollout steps for lookahead; every round the verifier scores each active row's
+    partial solution once (full sequences, 16 per call; lookahead scores its rollouts and the
+    finished rows in two calls)."""
+    from planner.cost import decode_step_time_s, expected_max, prefill_time_s
+
     by_problem: dict[str, list[dict]] = {}
     for r in rows:
         by_problem.setdefault(r["problem_id"], []).append(r)
-    n, k = int(cfg["n"]), int(cfg.get("k", 0))
+    n, m, k = int(cfg["n"]), int(cfg.get("m", 4)), int(cfg.get("k", 0))
     per = max(1, batch_size // n)
     pids = list(by_problem)
     total = 0.0
     for start in range(0, len(pids), per):
         group = [by_problem[p] for p in pids[start:start + per]]
         plens = [sum(r["prompt_tokens"] for r in rs) for rs in group]
+        # a final's rounds: its step scores, times the rounds a verifier step takes (step_lengths)
+        ends = [[max(1, round(len(r["step_scores"]) * rounds_per_step)) for r in rs] for rs in group]
+        per_problem = [live_rows(strategy, n, m, e) for e in ends]
+        depth = max(len(a) for a in per_problem)
+        active = [sum(a[i] for a in per_problem if i < len(a)) for i in range(depth)]
         gen = float(sum(r["gen_tokens"] for rs in group for r in rs))
-        rounds = max(1, max(len(r["step_scores"]) for rs in group for r in rs))
-        width = n * len(group)
-        per_stream = gen / width
-        scorings = 1 + (1 if k else 0)
-        seqs = min(width, SCORE_BATCH)
-        w = Workload(prompt_tokens=float(sum(plens)), gen_tokens=gen, width=width, depth=rounds,
-                     verifier_tokens=rounds * scorings * width * (sum(plens) / len(plens) + per_stream / 2),
-                     verifier_passes=rounds * scorings * ceil_div(width, SCORE_BATCH), verifier_seqs=seqs,
-                     max_stream_tokens=max(per_stream, rounds * (1 + k) * step_tokens), prompt_seqs=len(group))
-        total += simulate(w, spec, hw, batch=width).latency_s
+        mean_step = gen / max((1 + k) * sum(active), 1)  # tokens per row-step, rollouts apart
+        plen = max(plens)  # left-padded prompts: every row attends over the longest
+        # the sampled shape of step lengths, rescaled to the mean step of this run's own tokens
+        # (rows finishing late ramble in long steps: a sample of whole solutions undercounts them)
+        scale = mean_step / statistics.mean(lengths)
+        run_lengths = [min(x * scale, float(max_step_tokens)) for x in lengths]
+        total += prefill_time_s(spec, hw, float(len(group) * plen), 0.0, 1, len(group))
+        finals = [f for e in ends for f in e]
+        for i, a in enumerate(active):
+            ctx = plen + (i + 0.5) * mean_step
+            total += expected_max(run_lengths, a) * decode_step_time_s(spec, hw, a, ctx)
+            direct = a
+            if k and i < depth - 1:
+                # rows that did not finish this round roll out k greedy steps on a copy of their
+                # cache and are scored on the rollout; the finished ones are scored directly
+                going = a - sum(1 for f in finals if f == i + 1) if strategy != "dvts" else a
+                direct = a - going
+                ctx_k = ctx + (0.5 + 0.5 * k) * mean_step
+                total += k * expected_max(run_lengths, going) * decode_step_time_s(spec, hw, going, ctx_k)
+                total += _scoring([plen + (i + 1 + k) * mean_step] * going, spec, hw)
+            total += _scoring([plen + (i + 1) * mean_step] * direct, spec, hw)
     return total
 
 
@@ -168,9 +241,11 @@ def main() -> None:
     ap.add_argument("--train", action="store_true", help="Train the quick testbed if it is missing")
     ap.add_argument("--hardware", default=None, help="Hardware profile JSON (default: calibrate now)")
     ap.add_argument("--problems", type=int, default=8)
+    ap.add_argument("--problem-seed", type=int, default=123, help="seed of the testbed problems (another "
+                    "seed: problems not looked at while the simulator was developed)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads for calibration and runs")
     ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--repeats", type=int, default=3, help="timed repeats per run; the best is kept "
+    ap.add_argument("--repeats", type=int, default=5, help="timed repeats per run; the best is kept "
                     "(same seeds, same rows), as the calibration keeps its best")
     ap.add_argument("--strategies", default="sample,beam,lookahead,dvts,revisions")
     ap.add_argument("--calibrate-once", action="store_true",
@@ -193,10 +268,14 @@ def main() -> None:
         hw = load_hardware(args.hardware)
     else:
         t0 = time.perf_counter()
-        hw = hardware_from_json(calibrate(name="this-cpu", repeats=3, threads=args.threads), "calibration")
+        hw = hardware_from_json(calibrate(name="this-cpu", repeats=5, threads=args.threads, rows=args.batch_size,
+                                          model_dir=str(policy_dir)), "calibration")
         print(f"calibrated in {time.perf_counter() - t0:.1f}s: {hw.peak_flops_per_s / 1e9:.1f} GFLOP/s, "
               f"{hw.hbm_bytes_per_s / 1e9:.2f} GB/s, step {hw.step_overhead_s * 1e3:.3f} ms + "
-              f"{hw.layer_overhead_s * 1e3:.3f} ms/layer + {hw.seq_overhead_s * 1e3:.4f} ms/row")
+              f"{hw.layer_overhead_s * 1e3:.3f} ms/layer + {hw.seq_overhead_s * 1e3:.4f} ms/row, "
+              f"{hw.token_overhead_s * 1e6:.2f} us/token/layer (prefill), attention "
+              f"{hw.attn_overhead_s * 1e9:.1f} ns (decode), {hw.prefill_attn_overhead_s * 1e9:.1f} ns (prefill) "
+              f"per score per layer")
     spec = read_hf_config(policy_dir)
     if reviser_dir:
         rs = read_hf_config(reviser_dir)
@@ -206,7 +285,7 @@ def main() -> None:
     backend = TransformersBackend.load(policy_dir, batch_size=args.batch_size)
     verifier = LikelihoodVerifier(backend.model, backend.tokenizer, name="policy", batch_size=SCORE_BATCH)
     reviser = TransformersBackend.load(reviser_dir, batch_size=args.batch_size) if reviser_dir else backend
-    problems = testbed_problems(generate_problems(args.problems, seed=123))
+    problems = testbed_problems(generate_problems(args.problems, seed=args.problem_seed))
 
     plans = {
         "sample": [("sample", {"n": 4}), ("sample", {"n": 16})],
@@ -216,19 +295,26 @@ def main() -> None:
         "revisions": [("revisions", {"chains": 2, "length": 3})],
     }
     wanted = [s.strip() for s in args.strategies.split(",") if s.strip()]
-    step_len: dict[int, float] = {}
+    step_len: list[int] = []
+    rounds_per_step = 1.0
     results = []
     for name in wanted:
         for strat, cfg in plans[name]:
             be = reviser if strat == "revisions" else backend
             STRATEGIES[strat](problems[:1], be, verifier, cfg)  # warm-up (allocator, caches)
             if not (args.hardware or args.calibrate_once):
-                hw = hardware_from_json(calibrate(name="this-cpu", repeats=3, threads=args.threads), "calibration")
-            times = []
+                hw = hardware_from_json(calibrate(name="this-cpu", repeats=5, threads=args.threads, rows=args.batch_size,
+                                                  model_dir=str(policy_dir)), "calibration")
+            times, walls = [], []
             for _ in range(max(args.repeats, 1)):
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 rows = STRATEGIES[strat](problems, be, verifier, cfg)
-                times.append(time.perf_counter() - t0)
+                walls.append(time.perf_counter() - t0)
+                times.append(time.process_time() - c0)
+            # one torch thread: the run is single-threaded, so its CPU time is its wall time on
+            # an idle machine, without the other jobs' interference
+            if args.threads != 1:
+                times = walls
             measured = min(times)
             spread = max(times) / measured - 1  # run-to-run noise of this shared machine
             if strat == "sample":
@@ -236,15 +322,16 @@ def main() -> None:
             elif strat == "revisions":
                 pred = predict_revisions(rows, args.batch_size, read_hf_config(reviser_dir) if reviser_dir else spec, hw)
             else:
-                if cfg["n"] not in step_len:
-                    group = max(1, args.batch_size // cfg["n"])
-                    step_len[cfg["n"]] = lockstep_step_tokens(backend, problems, cfg["n"], group)
-                    print(f"longest step among {group} problems x {cfg['n']} rows: {step_len[cfg['n']]:.1f} tokens")
-                pred = predict_search(rows, cfg, args.batch_size, spec, hw, step_len[cfg["n"]])
+                if not step_len:
+                    step_len, rounds_per_step = step_lengths(backend, problems, cfg["n"])
+                    print(f"step lengths: mean {statistics.mean(step_len):.1f}, max {max(step_len)} tokens "
+                          f"({len(step_len)} steps, {rounds_per_step:.2f} rounds per verifier step; "
+                          "separate sampling run)")
+                pred = predict_search(rows, cfg, strat, args.batch_size, spec, hw, step_len, rounds_per_step)
             toks = sum(r["gen_tokens"] for r in rows)
             err = (pred - measured) / measured
             results.append((strat, cfg, measured, pred, err, toks))
-            print(f"{strat:<10} {cfg!s:<30} measured {measured:8.3f}s  predicted {pred:8.3f}s  "
+            print(f"{strat:<10} {cfg!s:<30} wall {min(walls):7.3f}s  measured {measured:8.3f}s  predicted {pred:8.3f}s  "
                   f"error {100 * err:+6.1f}%  (repeats spread {100 * spread:.0f}%; {toks} tokens; step overhead "
                   f"{1e3 * (hw.step_overhead_s + spec.n_layers * hw.layer_overhead_s):.2f} ms)", flush=True)
     errs = [abs(r[4]) for r in results]

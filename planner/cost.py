@@ -2,7 +2,8 @@
 
 The model is the one llm-analysis and LLM-Viewer use: every forward pass takes
 `max(FLOPs / (peak · flops_efficiency), bytes / (bandwidth · bandwidth_efficiency))` seconds
-(plus a fixed per-call overhead that calibration measures on CPU). Prefill processes many tokens
+(plus overheads outside the roofline, per call, layer, row, prefill token and attention
+score, that calibration measures on CPU: `call_overhead_s`). Prefill processes many tokens
 per weight read and is compute-bound; decode produces one token per sequence per weight read and is
 bandwidth-bound until the batch is large. A test-time strategy is a `Workload`: how many prompt
 tokens are prefilled (the prompt prefix is shared by parallel samples), how many tokens are
@@ -56,11 +57,23 @@ def roofline_time_s(flops: float, bytes_moved: float, hw: HardwareSpec, n_gpus: 
     return max(flops / (g * hw.effective_flops_per_s), bytes_moved / (g * hw.effective_bytes_per_s))
 
 
-def call_overhead_s(model: ModelSpec, hw: HardwareSpec, rows: float = 1.0) -> float:
-    """Seconds of one forward call outside the roofline: step + n_layers · layer + rows · seq
-    overhead (framework, launch and sampling time; 0 on the shipped GPU profiles, measured by
-    `ttc calibrate` on CPU)."""
-    return hw.step_overhead_s + model.n_layers * hw.layer_overhead_s + max(rows, 1.0) * hw.seq_overhead_s
+def call_overhead_s(model: ModelSpec, hw: HardwareSpec, rows: float = 1.0, attn_scores: float = 0.0,
+                    fed_tokens: float = 0.0, prefill: bool = False) -> float:
+    """Seconds of one forward call outside the roofline (0 on the shipped GPU profiles, measured
+    by `ttc calibrate` on CPU, where a small model is dominated by framework time):
+
+      step + n_layers · layer + rows · seq
+           + n_layers · (fed_tokens · token + attn_scores · attn)
+
+    rows: sequences in the call; attn_scores: query-key pairs per layer (decode: rows · context;
+    a padded prefill: rows · width²/2 causal); fed_tokens: tokens fed by a prefill (decode feeds
+    one per row, already in `seq`); attn is `prefill_attn_overhead_s` for a prefill and
+    `attn_overhead_s` for a decode step. Units: s.
+    """
+    attn = hw.prefill_attn_overhead_s if prefill else hw.attn_overhead_s
+    per_layer = (fed_tokens * hw.token_overhead_s if prefill else 0.0) + max(attn_scores, 0.0) * attn
+    return (hw.step_overhead_s + model.n_layers * (hw.layer_overhead_s + per_layer)
+            + max(rows, 1.0) * hw.seq_overhead_s)
 
 
 def prefill_flops(model: ModelSpec, tokens: float, context_before: float = 0.0, seqs: float = 1.0) -> float:
@@ -84,7 +97,9 @@ def prefill_time_s(model: ModelSpec, hw: HardwareSpec, tokens: float, context_be
         return 0.0
     flops = prefill_flops(model, tokens, context_before, seqs)
     moved = model.weight_bytes + (tokens + context_before) * model.kv_bytes_per_token
-    return roofline_time_s(flops, moved, hw, n_gpus) + call_overhead_s(model, hw, seqs)
+    s = max(seqs, 1.0)
+    scores = tokens * context_before + tokens * tokens / (2.0 * s)  # causal query-key pairs
+    return roofline_time_s(flops, moved, hw, n_gpus) + call_overhead_s(model, hw, seqs, scores, tokens, True)
 
 
 def decode_step_flops(model: ModelSpec, batch: float, context: float) -> float:
@@ -109,7 +124,8 @@ def decode_step_time_s(model: ModelSpec, hw: HardwareSpec, batch: float, context
     an H100, at short contexts (long contexts stay bandwidth-bound through the KV reads).
     """
     return roofline_time_s(decode_step_flops(model, batch, context),
-                           decode_step_bytes(model, batch, context), hw, n_gpus) + call_overhead_s(model, hw, batch)
+                           decode_step_bytes(model, batch, context), hw, n_gpus) + call_overhead_s(
+                               model, hw, batch, batch * context)
 
 
 def decode_is_compute_bound(model: ModelSpec, hw: HardwareSpec, batch: float, context: float) -> bool:
@@ -152,6 +168,30 @@ def max_batch(model: ModelSpec, hw: HardwareSpec, tokens_per_seq: float, n_gpus:
     if per_seq <= 0:
         return cap
     return int(min(cap, math.floor(free / per_seq)))
+
+
+def expected_max(lengths: list[float] | tuple[float, ...], k: float) -> float:
+    """Expected maximum of `k` independent draws from the empirical distribution `lengths`.
+
+    E[max] = Σ_x x · (F(x)^k − F(x⁻)^k) (order statistics, e.g. David & Nagaraja 2003, §2.1);
+    units follow `lengths` (tokens). A batch decoded in lock step (a search round, one padded
+    decode call) lasts as long as its longest row, so its decode steps are this maximum over the
+    rows still active; k ≤ 0 gives 0 (no row decodes), k = 1 the mean.
+    """
+    if k <= 0 or not lengths:
+        return 0.0
+    xs = sorted(float(x) for x in lengths)
+    n = len(xs)
+    total, prev_cdf = 0.0, 0.0
+    i = 0
+    while i < n:
+        j = i
+        while j < n and xs[j] == xs[i]:
+            j += 1
+        cdf = j / n
+        total += xs[i] * (cdf**k - prev_cdf**k)
+        prev_cdf, i = cdf, j
+    return total
 
 
 def usd_per_1k_queries(gpu_s_per_query: float, usd_per_hour: float) -> float:

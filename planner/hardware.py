@@ -28,6 +28,9 @@ NUMERIC_FIELDS = (
     "step_overhead_s",
     "layer_overhead_s",
     "seq_overhead_s",
+    "token_overhead_s",
+    "attn_overhead_s",
+    "prefill_attn_overhead_s",
 )
 # Optional fields and their defaults (with the source recorded when the file leaves them out).
 _DEFAULTS = {
@@ -36,6 +39,9 @@ _DEFAULTS = {
     "step_overhead_s": (0.0, "default: no fixed per-forward overhead"),
     "layer_overhead_s": (0.0, "default: no per-layer launch overhead"),
     "seq_overhead_s": (0.0, "default: no per-sequence overhead"),
+    "token_overhead_s": (0.0, "default: no per-token overhead in prefill"),
+    "attn_overhead_s": (0.0, "default: attention inside the roofline (decode)"),
+    "prefill_attn_overhead_s": (0.0, "default: attention inside the roofline (prefill)"),
     "usd_per_hour": (0.0, "default: no price given"),
 }
 
@@ -69,6 +75,12 @@ class HardwareSpec:
     seq_overhead_s: seconds per sequence (batch row) per forward call outside the roofline
         (sampling, softmax over the vocabulary, tiny-matrix inefficiency on CPU). The per-call
         overhead is step + n_layers · layer + rows · seq.
+    token_overhead_s: seconds per fed token per layer in a prefill (scoring) call outside the
+        roofline (elementwise work on activations: norms, rotary, activation functions).
+    attn_overhead_s: seconds per attention score per layer in a decode step (one per row and
+        cached token: rows · context), outside the roofline (masked attention on CPU).
+    prefill_attn_overhead_s: the same per attention score of a prefill call (rows · width² for a
+        padded batch). The three are 0 on GPU profiles and measured by `ttc calibrate` on CPU.
     sources: the source of each numeric field.
     """
 
@@ -82,6 +94,9 @@ class HardwareSpec:
     step_overhead_s: float = 0.0
     layer_overhead_s: float = 0.0
     seq_overhead_s: float = 0.0
+    token_overhead_s: float = 0.0
+    attn_overhead_s: float = 0.0
+    prefill_attn_overhead_s: float = 0.0
     description: str = ""
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
@@ -96,7 +111,8 @@ class HardwareSpec:
             v = getattr(self, f)
             if not (isinstance(v, int | float) and 0 < v <= 1):
                 raise ValueError(f"hardware {self.name!r}: {f} must be in (0, 1], got {v!r}")
-        for f in ("usd_per_hour", "step_overhead_s", "layer_overhead_s", "seq_overhead_s"):
+        for f in ("usd_per_hour", "step_overhead_s", "layer_overhead_s", "seq_overhead_s",
+                  "token_overhead_s", "attn_overhead_s", "prefill_attn_overhead_s"):
             v = getattr(self, f)
             if not (isinstance(v, int | float) and math.isfinite(v) and v >= 0):
                 raise ValueError(f"hardware {self.name!r}: {f} must be >= 0, got {v!r}")

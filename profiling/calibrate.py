@@ -10,9 +10,18 @@ data-file form of `planner.hardware` (every value with how it was measured); its
   of the matrix per call): the weight-streaming pattern of a decode step at batch 1.
 - step_overhead_s, layer_overhead_s: a tiny Llama (hidden 32, so FLOPs and bytes are negligible)
   decodes with the harness's own loop (`models.decoding.sample_batch`; a bare cached forward when
-  that is not importable) at 1 and at 5 layers and at 1 and 32 rows; the differences give the
-  per-layer and per-row overheads of eager PyTorch (sampling, softmax, tiny matmuls), the rest
-  is the fixed per-step overhead (cache bookkeeping, Python).
+  that is not importable) at 1 and at 5 layers and at 1 and `rows` rows (32; the fidelity bench
+  passes its batch size); the differences give the per-layer and per-row overheads of eager
+  PyTorch (sampling, softmax, tiny matmuls), the rest is the fixed per-step overhead (cache
+  bookkeeping, Python).
+- attn_overhead_s: the same decode loop at `rows` rows with a 16- vs a 400-token prompt: the extra
+  seconds per step per layer per cached token and row (masked attention over the cache).
+- token_overhead_s, prefill_attn_overhead_s: the harness's scoring forward
+  (`models.decoding.score_tokens`) on three padded shapes (rows x width 8x32, 8x256, 32x64);
+  a 3x3 solve of t = c + L·(tokens·token + scores·attn), scores = rows·width²/2.
+With `model_dir`, these overheads are measured on a randomly initialised model of that folder's
+config (its hidden size, heads and layers: the operators the served model runs, as vidur
+profiles operators per model), else on a tiny Llama.
 """
 
 from __future__ import annotations
@@ -25,19 +34,25 @@ from typing import Any
 import torch
 
 
+def _clock() -> float:
+    """Process CPU time when torch runs one thread (immune to other jobs on a shared machine, as
+    a single-threaded harness run is timed), else wall time."""
+    return time.process_time() if torch.get_num_threads() == 1 else time.perf_counter()
+
+
 def _best_time(fn: Callable[[], Any], repeats: int, min_s: float = 0.05) -> float:
     """Best mean seconds per call over `repeats` timed blocks of enough calls to last `min_s`."""
     fn()  # warm-up (allocations, thread pool)
-    t0 = time.perf_counter()
+    t0 = _clock()
     fn()
-    one = max(time.perf_counter() - t0, 1e-7)
+    one = max(_clock() - t0, 1e-7)
     calls = max(1, int(min_s / one))
     best = float("inf")
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = _clock()
         for _ in range(calls):
             fn()
-        best = min(best, (time.perf_counter() - t0) / calls)
+        best = min(best, (_clock() - t0) / calls)
     return best
 
 
@@ -66,6 +81,63 @@ def _tiny_llama(layers: int) -> torch.nn.Module:
                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)
     torch.manual_seed(0)
     return LlamaForCausalLM(cfg).eval()
+
+
+def _shaped_model(model_dir: str | None, layers: int | None = None) -> torch.nn.Module:
+    """A random-weight causal LM with `model_dir`'s config (tiny Llama when None)."""
+    if model_dir is None:
+        return _tiny_llama(layers or 1)
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    cfg = AutoConfig.from_pretrained(model_dir)
+    if layers is not None:
+        cfg.num_hidden_layers = layers
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_config(cfg).eval()
+
+
+def _vocab(model: torch.nn.Module) -> int:
+    return int(model.config.vocab_size)
+
+
+def measure_attention_overhead(repeats: int = 3, rows: int = 32, model_dir: str | None = None) -> float:
+    """Seconds per decode step per layer per (row, cached token): slope of the harness decode
+    loop's step time between a 16- and a 400-token context at `rows` rows."""
+    from models.decoding import sample_batch
+
+    model = _shaped_model(model_dir)
+    layers = int(model.config.num_hidden_layers)
+    tok = min(3, _vocab(model) - 1)
+    per_step = {}
+    for ctx in (16, 400):
+        prompts = [[tok] * ctx for _ in range(rows)]
+
+        def gen(n: int, m: torch.nn.Module = model, p: list = prompts) -> None:
+            sample_batch(m, p, max_new_tokens=n, temperature=1.0, seed=0)
+
+        per_step[ctx] = max(_best_time(lambda g=gen: g(56), repeats, min_s=0.0)
+                            - _best_time(lambda g=gen: g(8), repeats, min_s=0.0), 0.0) / 48.0
+    return max(per_step[400] - per_step[16], 0.0) / (rows * 384.0 * layers)
+
+
+def measure_prefill_overhead(repeats: int = 3, model_dir: str | None = None) -> tuple[float, float]:
+    """(seconds per fed token per layer, seconds per causal attention score per layer) of the
+    harness's scoring forward (`score_tokens`, one padded batch), from three shapes."""
+    from models.decoding import score_tokens
+
+    model = _shaped_model(model_dir)
+    layers = int(model.config.num_hidden_layers)
+    tok = min(3, _vocab(model) - 1)
+    shapes = ((8, 32), (8, 256), (32, 64))
+    times = []
+    for rows, width in shapes:
+        seqs = [[tok] * width for _ in range(rows)]
+        plens = [1] * rows
+        times.append(_best_time(lambda s=seqs, p=plens: score_tokens(model, s, p, batch_size=len(s)),
+                                repeats))
+    a = torch.tensor([[1.0, layers * r * w, layers * r * w * w / 2.0] for r, w in shapes], dtype=torch.float64)
+    sol = torch.linalg.solve(a, torch.tensor(times, dtype=torch.float64)).tolist()
+    return max(sol[1], 0.0), max(sol[2], 0.0)
 
 
 def measure_forward_overhead(repeats: int = 5) -> tuple[float, float]:
@@ -123,36 +195,47 @@ def measure_decode_overhead(repeats: int = 3, rows: int = 32) -> tuple[float, fl
 
 
 def calibrate(name: str = "this-machine", size: int = 1024, mbytes: int = 256, repeats: int = 5,
-              dtype: str = "float32", threads: int | None = None, usd_per_hour: float = 0.0) -> dict[str, Any]:
-    """Run the three measurements and return the hardware profile (data-file form)."""
+              dtype: str = "float32", threads: int | None = None, usd_per_hour: float = 0.0,
+              model_dir: str | None = None, rows: int = 32) -> dict[str, Any]:
+    """Run the measurements and return the hardware profile (data-file form); `model_dir`: measure
+    the context and prefill overheads on a random-weight model of that config's shape; `rows`:
+    the decode batch the per-row and attention overheads are measured at (the serving batch)."""
     before = torch.get_num_threads()
     if threads:
         torch.set_num_threads(int(threads))
     try:
-        return _calibrate(name, size, mbytes, repeats, dtype, usd_per_hour)
+        return _calibrate(name, size, mbytes, repeats, dtype, usd_per_hour, model_dir, rows)
     finally:
         torch.set_num_threads(before)  # a library call must not change the caller's torch state
 
 
-def _calibrate(name: str, size: int, mbytes: int, repeats: int, dtype: str, usd_per_hour: float) -> dict[str, Any]:
+def _calibrate(name: str, size: int, mbytes: int, repeats: int, dtype: str, usd_per_hour: float,
+               model_dir: str | None = None, rows: int = 32) -> dict[str, Any]:
     tdtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
     flops = measure_matmul_flops(size, repeats, tdtype)
     bw = measure_bandwidth(mbytes, repeats)
-    decode = measure_decode_overhead(repeats)
+    decode = measure_decode_overhead(repeats, max(int(rows), 2))
     if decode is not None:
         step, layer, seq = decode
         what = ("models.decoding.sample_batch step (forward + sampling), tiny Llama, 64 vs 8 tokens, "
-                "1 vs 5 layers, 1 vs 32 rows")
+                f"1 vs 5 layers, 1 vs {rows} rows")
     else:
         step, layer = measure_forward_overhead(repeats)
         seq = 0.0
         what = "tiny Llama cached decode step (forward only), 1 vs 5 layers"
     try:
+        attn = measure_attention_overhead(repeats, max(int(rows), 1), model_dir)
+        token, pattn = measure_prefill_overhead(repeats, model_dir=model_dir)
+    except ImportError:  # the harness's decode loop is not importable: leave them to the roofline
+        attn = token = pattn = 0.0
+    shape = f"random-weight model shaped as {model_dir}" if model_dir else "tiny Llama"
+    try:
         mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         mem = 8 * 1024**3
     nthreads = torch.get_num_threads()
-    how = f"measured by ttc calibrate (torch {torch.__version__}, {nthreads} threads, best of {repeats})"
+    clock = "CPU time" if nthreads == 1 else "wall time"
+    how = f"measured by ttc calibrate (torch {torch.__version__}, {nthreads} threads, {clock}, best of {repeats})"
     return {
         "name": name,
         "description": f"this machine's CPU as measured by ttc calibrate ({os.cpu_count()} logical cores)",
@@ -165,4 +248,10 @@ def _calibrate(name: str, size: int, mbytes: int, repeats: int, dtype: str, usd_
         "step_overhead_s": {"value": step, "source": f"{what}: fixed part; {how}"},
         "layer_overhead_s": {"value": layer, "source": f"{what}: per layer; {how}"},
         "seq_overhead_s": {"value": seq, "source": f"{what}: per row; {how}"},
+        "token_overhead_s": {"value": token, "source": f"score_tokens on {shape}, shapes 8x32, 8x256, "
+                             f"32x64: per fed token per layer; {how}"},
+        "attn_overhead_s": {"value": attn, "source": f"sample_batch on {shape}, {rows} rows, 16 vs 400 "
+                            f"context tokens: per cached token, row and layer per step; {how}"},
+        "prefill_attn_overhead_s": {"value": pattn, "source": f"score_tokens on {shape}, shapes 8x32, "
+                                    f"8x256, 32x64: per causal attention score per layer; {how}"},
     }

@@ -8,8 +8,10 @@ import pytest
 
 from planner.cost import (
     Workload,
+    call_overhead_s,
     decode_is_compute_bound,
     decode_step_time_s,
+    expected_max,
     gpus_needed,
     kv_cache_bytes,
     max_batch,
@@ -171,3 +173,27 @@ def test_calibrated_overheads_add_per_call() -> None:
     tiny = load_model("qwen2.5-1.5b")
     base = decode_step_time_s(tiny, load_hardware("l4"), 1, 10)
     assert decode_step_time_s(tiny, cpu, 1, 10) == pytest.approx(base + 1e-3 + 28 * 1e-4)
+
+
+def test_attention_and_token_overheads_scale_with_their_counts() -> None:
+    l4 = load_hardware("l4")
+    cpu = l4.with_overrides(attn_overhead_s=1e-8, token_overhead_s=1e-6, prefill_attn_overhead_s=2e-8)
+    tiny = load_model("qwen2.5-1.5b")
+    layers = tiny.n_layers
+    # decode: rows x context attention scores per layer
+    extra = decode_step_time_s(tiny, cpu, 8, 100) - decode_step_time_s(tiny, l4, 8, 100)
+    assert extra == pytest.approx(layers * 8 * 100 * 1e-8)
+    # prefill of 4 sequences of 50 tokens: 200 fed tokens and 4 * 50^2 / 2 causal scores per layer
+    extra = prefill_time_s(tiny, cpu, 200, seqs=4) - prefill_time_s(tiny, l4, 200, seqs=4)
+    assert extra == pytest.approx(layers * (200 * 1e-6 + 4 * 50 * 50 / 2 * 2e-8))
+    assert call_overhead_s(tiny, l4, 8, 1e6, 1e6, True) == 0.0  # GPU profiles: no overhead
+
+
+def test_expected_max_order_statistic() -> None:
+    assert expected_max([1, 2, 3], 1) == pytest.approx(2.0)  # one draw: the mean
+    assert expected_max([1, 2, 3], 2) == pytest.approx((1 * 1 + 2 * 3 + 3 * 5) / 9)
+    assert expected_max([4, 4], 7) == 4.0 and expected_max([1, 2], 0) == 0.0
+    values = [3, 9, 1, 7, 7, 2]
+    ks = [1, 2, 4, 16, 256]
+    maxes = [expected_max(values, k) for k in ks]
+    assert maxes == sorted(maxes) and maxes[-1] == pytest.approx(9.0)  # grows to the largest

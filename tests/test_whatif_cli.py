@@ -232,6 +232,9 @@ def test_calibrate_writes_a_profile(tmp_path: Path) -> None:
     hw = load_hardware(out_path)
     assert hw.peak_flops_per_s > 1e5 and hw.hbm_bytes_per_s > 1e5  # a loaded CI box is slow, not zero
     assert "measured by ttc calibrate" in hw.sources["peak_flops_per_s"]
+    # the CPU overheads outside the roofline are measured on the harness's own loops
+    assert "score_tokens" in hw.sources["token_overhead_s"] and "sample_batch" in hw.sources["attn_overhead_s"]
+    assert hw.token_overhead_s + hw.attn_overhead_s + hw.prefill_attn_overhead_s > 0
     code, out = run(cost_cmd, ["--hardware", str(out_path), "--model", "qwen2.5-1.5b", "--budget", "1",
                                "--prompt-tokens", "10", "--gen-tokens", "10", "--json"])
     assert code == 0, out

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 import click
@@ -546,10 +547,14 @@ def cost_cmd(profile_dir: str | None, hardware: str, model: str | None, verifier
               help="Matmul dtype (the testbed runs float32 on CPU).")
 @click.option("--threads", type=int, default=None, help="torch threads (default: torch's choice).")
 @click.option("--usd-per-hour", type=float, default=0.0, show_default=True, help="Price to record.")
+@click.option("--model-dir", type=click.Path(file_okay=False), default=None,
+              help="Measure context and prefill overheads on a random-weight model of this config's shape.")
+@click.option("--rows", type=click.IntRange(min=2), default=32, show_default=True,
+              help="Decode batch the per-row and attention overheads are measured at (the serving batch).")
 @json_option
 @handle_errors
 def calibrate_cmd(out_path: str, name: str, size: int, mbytes: int, repeats: int, dtype: str, threads: int | None,
-                  usd_per_hour: float, as_json: bool) -> None:
+                  usd_per_hour: float, model_dir: str | None, rows: int, as_json: bool) -> None:
     """Measure this machine's matmul FLOP/s, memory bandwidth and per-forward overhead with torch,
     and write a hardware profile the cost simulator reads (efficiencies 1.0: the values are
     measured achievable rates).
@@ -557,6 +562,7 @@ def calibrate_cmd(out_path: str, name: str, size: int, mbytes: int, repeats: int
     \b
     Example:
       ttc calibrate --out runs/this-cpu.json
+      ttc calibrate --out runs/this-cpu.json --model-dir runs/testbed/policy --rows 64 --threads 1
       ttc cost --hardware runs/this-cpu.json --model models/testbed/lm --budget 4 --prompt-tokens 40 --gen-tokens 60
     """
     if size < 16 or mbytes < 1 or repeats < 1:
@@ -570,8 +576,10 @@ def calibrate_cmd(out_path: str, name: str, size: int, mbytes: int, repeats: int
     from planner.fsutil import atomic_write_text
     from planner.hardware import hardware_from_json
 
+    if model_dir is not None and not (Path(model_dir) / "config.json").is_file():
+        raise PlannerError(f"--model-dir {model_dir}: no config.json (expected a Hugging Face model directory)")
     doc = calibrate(name=name, size=size, mbytes=mbytes, repeats=repeats, dtype=dtype, threads=threads,
-                    usd_per_hour=usd_per_hour)
+                    usd_per_hour=usd_per_hour, model_dir=model_dir, rows=rows)
     hardware_from_json(doc, out_path)  # validate before writing
     atomic_write_text(out_path, dumps_json(doc) + "\n")
     if as_json:
