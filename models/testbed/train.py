@@ -126,8 +126,6 @@ def ensure_testbed(
 def _train_into(settings: TestbedSettings, root: Path, run_dir: Path, progress: bool) -> None:
     import torch
 
-    from models.testbed import stages
-
     # One intra-op thread by default: these models are too small to gain much from more, and on a
     # shared CPU two threads per process ran 7x slower than one (threads spin at OpenMP barriers
     # while descheduled). Measured losses were bit-identical with 1 or 2 threads.
@@ -135,14 +133,13 @@ def _train_into(settings: TestbedSettings, root: Path, run_dir: Path, progress: 
     started = time.perf_counter()
     dirs: dict[str, Path] = {}
     records: dict[str, dict] = {}
-    for name in (*MODEL_DIRS, "quality"):
-        fn = stages.STAGES[name]
-        dirs[name], records[name] = _run_stage(
-            root,
-            settings.stage_key(name),
-            lambda work, out, fn=fn: fn(settings, work, out, dirs, progress),
-            progress,
-        )
+    child = _start_large_pretraining(settings, root, progress)
+    try:
+        _run_stages(settings, root, dirs, records, progress, child)
+    finally:
+        if child is not None and child.is_alive():
+            child.terminate()
+            child.join()
     manifest = build_manifest(settings, records)
     manifest["wall_seconds_this_call"] = round(time.perf_counter() - started, 2)
     tmp = run_dir.with_name(run_dir.name + ".tmp")
@@ -155,6 +152,60 @@ def _train_into(settings: TestbedSettings, root: Path, run_dir: Path, progress: 
     if run_dir.exists():
         shutil.rmtree(run_dir)
     os.replace(tmp, run_dir)
+
+
+def _run_stages(
+    settings: TestbedSettings, root: Path, dirs: dict[str, Path], records: dict[str, dict], progress: bool, child
+) -> None:
+    from models.testbed import stages
+
+    for name in (*MODEL_DIRS, "quality"):
+        if name == "large" and child is not None:
+            # The child trained (or failed to train) the larger LM; if it failed, the stage runs
+            # here (resuming from its checkpoint) and raises the real error if there is one.
+            child.join()
+        fn = stages.STAGES[name]
+        dirs[name], records[name] = _run_stage(
+            root,
+            settings.stage_key(name),
+            lambda work, out, fn=fn: fn(settings, work, out, dirs, progress),
+            progress,
+        )
+
+
+def _start_large_pretraining(settings: TestbedSettings, root: Path, progress: bool):
+    """Pretrain the larger LM in a child process while this one pretrains the policy.
+
+    The two pretraining runs are independent (same data stream, own seeds), so on 2 cores this
+    halves the wall time of the longest part of a run; each process uses one torch thread, and
+    the weights are the same as when trained one after the other. Off with TTC_TESTBED_PARALLEL=0.
+    """
+    if os.environ.get("TTC_TESTBED_PARALLEL", "1") == "0":
+        return None
+    if (root / "stages" / settings.stage_key("large") / "record.json").exists():
+        return None
+    import multiprocessing
+
+    child = multiprocessing.get_context("spawn").Process(
+        target=_pretrain_large_child,
+        args=(settings.quick, settings.scale, settings.seed, str(root), progress),
+        daemon=True,
+    )
+    child.start()
+    return child
+
+
+def _pretrain_large_child(quick: bool, scale: str, seed: int, root: str, progress: bool) -> None:
+    import torch
+
+    from models.testbed import stages
+
+    torch.set_num_threads(max(1, int(os.environ.get("TTC_TESTBED_THREADS", "1"))))
+    settings = TestbedSettings(quick=quick, scale=scale, seed=seed)
+    fn = stages.STAGES["large"]
+    _run_stage(
+        Path(root), settings.stage_key("large"), lambda work, out: fn(settings, work, out, {}, progress), progress
+    )
 
 
 def build_manifest(settings: TestbedSettings, records: dict[str, dict]) -> dict:
