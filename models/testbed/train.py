@@ -1,12 +1,12 @@
 """`train_testbed`: train (or fetch from the cache) the testbed's four models and write a manifest.
 
-Cache layout (root: env `TTC_CACHE`, else ``~/.cache/ttc-planner``)::
+Cache layout under ``<root>/testbed`` (root: env `TTC_CACHE`, else ``~/.cache/ttc-planner``)::
 
-    <root>/testbed/stages/<stage>-<key>/   one finished stage: model/ (HF format) and record.json
-    <root>/testbed/work/<stage>-<key>/     checkpoints of a stage in progress (resume)
-    <root>/testbed/runs/run-<key>/         a finished run: policy/ large/ prm/ reviser/ manifest.json
-    <root>/testbed/locks/<key>.lock        flock per run and per stage: one trainer of each, across
-                                           processes (pytest-xdist workers wait, then reuse it)
+    stages/<stage>-<key>/   one finished stage: model/ (HF format) and record.json
+    work/<stage>-<key>/     checkpoints of a stage in progress (resume)
+    runs/run-<key>/         a finished run: policy/ large/ prm/ reviser/ manifest.json
+    locks/<key>.lock        flock per run and per stage: one trainer of each, across processes
+                            (pytest-xdist workers wait, then reuse it)
 
 A stage's key hashes its settings, the seed and the keys of the stages it reads, so a finished stage
 is reused by every run that needs it, an interrupted stage resumes from its last checkpoint, and a
