@@ -46,12 +46,15 @@ class ImportOptions:
             raise ValueError("verifier id must not be empty")
 
 
-def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    try:
-        fh = path.open(encoding="utf-8")
-    except FileNotFoundError:
-        raise PlannerError(f"{path}: file not found") from None
-    with fh:
+def read_jsonl(path: Path, what: str = "file") -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (1-based line number, object) for each non-blank line; one PlannerError naming the
+    file and line for a missing file, bad JSON or a non-object line. `what` names the file's role
+    in the not-found message."""
+    if not path.exists():
+        raise PlannerError(f"{path}: {what} not found")
+    if path.is_dir():
+        raise PlannerError(f"{path}: is a directory, expected a JSONL {what}")
+    with path.open(encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
@@ -60,7 +63,7 @@ def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             except json.JSONDecodeError as exc:
                 raise PlannerError(f"{path}: line {lineno}: not valid JSON ({exc.msg})") from None
             if not isinstance(obj, dict):
-                raise PlannerError(f"{path}: line {lineno}: expected a JSON object")
+                raise PlannerError(f"{path}: line {lineno}: expected a JSON object, got {type(obj).__name__}")
             yield lineno, obj
 
 
@@ -104,7 +107,7 @@ def import_jsonl(path: str | Path, opts: ImportOptions) -> tuple[pd.DataFrame, p
     levels: dict[str, str] = {}
     positions: dict[str, int] = {}
     config = canonical_config({"source": "import"})
-    for lineno, obj in _read_jsonl(p):
+    for lineno, obj in read_jsonl(p):
         raw_id = _field(obj, opts.id_field, p, lineno)
         pid = str(raw_id)
         if opts.level_field:

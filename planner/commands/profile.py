@@ -11,22 +11,16 @@ from planner.commands.common import echo_json, handle_errors, json_option
 
 def build_raw_config(config_path: str | None, overrides: dict[str, Any]) -> tuple[dict[str, Any], str]:
     """The run config as a TOML-shaped dict: the file (if any) with the flags applied on top."""
-    import tomllib
     from pathlib import Path
 
     from planner.errors import PlannerError
+    from profiling.sweep.config import read_toml
 
     raw: dict[str, Any] = {}
     where = "flags"
     if config_path is not None:
-        p = Path(config_path)
-        if not p.is_file():
-            raise PlannerError(f"{p}: run config not found")
-        try:
-            raw = tomllib.loads(p.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise PlannerError(f"{p}: not valid TOML ({exc})") from None
-        where = str(p)
+        raw = read_toml(config_path)
+        where = str(Path(config_path))
     for section, values in overrides.items():
         if isinstance(values, dict):
             if values:

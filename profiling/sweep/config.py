@@ -282,18 +282,22 @@ def config_from_dict(raw: Mapping[str, Any], where: str = "<config>") -> RunConf
         raise PlannerError(f"{where}: {exc}") from None
 
 
-def load_config(path: str | Path) -> RunConfig:
-    """Parse a run.toml; a syntax error names the file, line and column."""
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """The run.toml as a dict; a syntax error names the file, line and column."""
     p = Path(path)
     if not p.is_file():
         raise PlannerError(f"{p}: run config not found")
     try:
-        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+        return tomllib.loads(p.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise PlannerError(f"{p}: not valid TOML ({exc})") from None
     except UnicodeDecodeError:
         raise PlannerError(f"{p}: not a UTF-8 text file") from None
-    return config_from_dict(raw, str(p))
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Parse a run.toml into a RunConfig."""
+    return config_from_dict(read_toml(path), str(Path(path)))
 
 
 def parse_strategy_flag(text: str) -> tuple[str, dict[str, Any]]:

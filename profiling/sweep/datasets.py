@@ -14,12 +14,13 @@ import hashlib
 import json
 import os
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from planner.errors import PlannerError
+from planner.importer import read_jsonl
 from profiling.problems import Grader, Problem, TestbedGrader
 from profiling.sweep.grading import GRADERS, gsm8k_gold, last_boxed
 
@@ -125,24 +126,6 @@ def _select(problems: list[Problem], spec: DataSpec) -> list[Problem]:
     return out
 
 
-def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    if not path.exists():
-        raise PlannerError(f"{path}: problem file not found")
-    if path.is_dir():
-        raise PlannerError(f"{path}: is a directory, expected a JSONL problem file")
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise PlannerError(f"{path}: line {lineno}: not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise PlannerError(f"{path}: line {lineno}: expected a JSON object, got {type(row).__name__}")
-            yield lineno, row
-
-
 def _field(path: Path, lineno: int, row: dict[str, Any], name: str) -> str:
     if name not in row:
         known = ", ".join(sorted(row)) or "none"
@@ -171,7 +154,7 @@ def _file_problems(path: Path, spec: DataSpec, *, id_field: str | None, prompt_f
                    id_prefix: str, level_fmt: Any = str) -> list[Problem]:
     problems: list[Problem] = []
     seen: dict[str, int] = {}
-    for index, (lineno, row) in enumerate(_read_jsonl(path)):
+    for index, (lineno, row) in enumerate(read_jsonl(path, "problem file")):
         pid = _field(path, lineno, row, id_field) if id_field else f"{id_prefix}{index}"
         if pid in seen:
             raise PlannerError(f"{path}: line {lineno}: duplicate problem id {pid!r} (first on line {seen[pid]})")
