@@ -98,7 +98,12 @@ def main(argv: list[str] | None = None) -> int:
     if rev:
         print(f"\nreviser: accuracy by position in a chain of {rev['length']} (first attempt, then revisions)")
         for name, f in [*rev["groups"].items(), *[(f"L{lv}", f) for lv, f in rev["levels"].items()]]:
-            print(f"{name:>11s} | first {f['first']:.3f}  last {f['last']:.3f}  by position {f['by_position']}")
+            d = f.get("last_minus_first") or {"mean": f["last"] - f["first"], "ci95": float("nan")}
+            m = f.get("m")
+            sel = (f"  chain majority@{m} {f[f'chain_majority@{m}']:.3f} vs parallel {f[f'parallel_majority@{m}']:.3f}"
+                   if m else "")
+            print(f"{name:>11s} | first {f['first']:.3f}  last {f['last']:.3f} ({d['mean']:+.3f} ± {d['ci95']:.3f})"
+                  f"  by position {f['by_position']}{sel}")
 
     # The targets.
     lv = sorted(pol["levels"], key=int)
@@ -120,8 +125,15 @@ def main(argv: list[str] | None = None) -> int:
         checks.append((f"weighted best-of-{k} >= majority@{k} + 0.05 on medium levels ({d['mean']:+.3f})",
                        d["mean"] >= 0.05))
     if rev:
+        groups = [rev["groups"][g] for g in ("easy", "medium") if g in rev["groups"]]
         checks.append(("reviser: last attempt above first on easy and medium",
-                       all(rev["groups"][g]["last"] > rev["groups"][g]["first"] for g in ("easy", "medium") if g in rev["groups"])))
+                       all(f["last"] > f["first"] for f in groups)))
+        if groups and groups[0].get("m"):
+            m = groups[0]["m"]
+            checks.append((f"reviser: answer picked in the chain (majority@{m}) above the first attempt on easy and medium",
+                           all(f[f"chain_majority@{m}"] > f["first"] for f in groups)))
+            checks.append((f"reviser: chain majority@{m} >= parallel majority@{m} (same samples) on easy and medium",
+                           all(f[f"chain_majority@{m}"] >= f[f"parallel_majority@{m}"] for f in groups)))
     print("\ntargets")
     for text, ok in checks:
         print(f"  [{'PASS' if ok else 'FAIL'}] {text}")

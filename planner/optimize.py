@@ -11,6 +11,10 @@ t: spending less than the budget is always allowed. Baselines (majority, best-of
 best-of-N from the independent-sample pool) take their largest option within t. The efficiency
 multiple is the budget at which weighted best-of-N first reaches compute-optimal's accuracy at t,
 divided by t (interpolated on log budget), or "> max" when it never does.
+
+The two-fold figure answers the paper's question (how good is the *procedure*, selecting on half
+a bin) but is a pessimistic and noisy promise for the option a deployment runs; the promise per
+bin and budget (`choices.expected_accuracy`) is the repeated K-fold estimate of `planner.expect`.
 """
 
 from __future__ import annotations
@@ -44,6 +48,17 @@ class PlanOptions:
     cost is read from the problems table (columns probe_flops, probe_tokens; `ttc curves
     --probe-k`); with probe_reuse a `sample` pool of the probe sampler reuses them (see
     `charge_probes`).
+    expect_folds, expect_repeats: K and R of the repeated K-fold estimate of each deployed
+    choice's accuracy (`planner.expect.kfold_estimate`; choices' expected_* columns). Folds are
+    balanced within each bin from seeded permutations (seed, seed + 1, ...) of the sorted ids.
+    select_rule: how the deployed option of a bin is chosen on all its problems
+    (`planner.expect.deploy_choices`): "best" (highest accuracy, the paper) or "one-se" (the
+    cheapest within one paired standard error of the best). The K-fold estimate applies the same
+    rule in every fold; the two-fold figures (curves, selection folds 0/1, choices.accuracy)
+    always use "best".
+    expect_method: "kfold" (`planner.expect.kfold_estimate`, the default) or "bootstrap" (the
+    deployed option's in-sample accuracy minus a bootstrap estimate of its winner's curse,
+    `planner.expect.bootstrap_corrected_estimate`; rule "best" only).
     """
 
     unit: str = "generations"
@@ -56,8 +71,15 @@ class PlanOptions:
     probe_k: int = 0
     probe_verifier: str | None = None
     probe_reuse: bool = True
+    expect_folds: int = 10
+    expect_repeats: int = 5
+    select_rule: str = "best"
+    expect_method: str = "kfold"
 
     def __post_init__(self) -> None:
+        # Not at top: planner.expect imports this module (mean_ci).
+        from planner.expect import EXPECT_METHODS, SELECT_RULES
+
         if self.unit not in UNITS:
             raise ValueError(f"unit must be one of {UNITS}, got {self.unit!r}")
         if not 0 < self.ci < 1:
@@ -68,6 +90,16 @@ class PlanOptions:
             raise ValueError("budgets must be > 0")
         if self.probe_k < 0:
             raise ValueError("probe_k must be >= 0")
+        if self.expect_folds < 2:
+            raise ValueError("expect_folds must be >= 2")
+        if self.expect_repeats < 1:
+            raise ValueError("expect_repeats must be >= 1")
+        if self.expect_method not in EXPECT_METHODS:
+            raise ValueError(f"expect_method must be one of {EXPECT_METHODS}, got {self.expect_method!r}")
+        if self.expect_method == "bootstrap" and self.select_rule != "best":
+            raise ValueError("expect_method 'bootstrap' is for select_rule 'best'")
+        if self.select_rule not in SELECT_RULES:
+            raise ValueError(f"select_rule must be one of {SELECT_RULES}, got {self.select_rule!r}")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -205,9 +237,20 @@ def efficiency_multiple(target: float, accuracy: float, ref_cost: np.ndarray, re
 
 @dataclass
 class Plan:
-    curves: pd.DataFrame      # per budget and method: accuracy with CI, mean cost
-    selection: pd.DataFrame   # per budget, bin and fold (-1 = whole bin): the chosen option
-    choices: pd.DataFrame     # per bin and budget: the deployment choice with its CV accuracy
+    """curves: per budget and method, accuracy with CI and mean cost (compute_optimal = two-fold).
+    selection: per budget, bin and fold (-1 = whole bin, the deployed option), the chosen option.
+    choices: per bin and budget, the deployment choice (chosen on the whole bin) with
+    `accuracy`/`ci_lo`/`ci_hi` the paper's two-fold cross-validated accuracy of the procedure in
+    the bin, `expected_accuracy`/`expected_ci_lo`/`expected_ci_hi` the repeated K-fold estimate
+    of the deployed choice's accuracy (`planner.expect.kfold_estimate`: the promise a policy
+    makes), `selection_agreement` the share of K-fold selections equal to the deployed option, and
+    `in_sample_accuracy` its (optimistic) accuracy on the bin's own problems.
+    summary: the figures as JSON; `expected_accuracy` names the K-fold estimator's settings.
+    """
+
+    curves: pd.DataFrame
+    selection: pd.DataFrame
+    choices: pd.DataFrame
     summary: dict
 
 
@@ -322,6 +365,14 @@ def charge_probes(options: pd.DataFrame, flops: np.ndarray, tokens: np.ndarray, 
 
 
 def make_plan(profile: pd.DataFrame, problems: pd.DataFrame, opts: PlanOptions | None = None) -> Plan:
+    # Not at top: planner.expect imports this module (mean_ci).
+    from planner.expect import (
+        bootstrap_corrected_estimate,
+        deploy_choices,
+        kfold_estimate,
+        kfold_folds,
+    )
+
     opts = opts or PlanOptions()
     if opts.bin_column not in problems.columns:
         raise PlannerError(f"problems table has no column '{opts.bin_column}'")
@@ -385,6 +436,16 @@ def make_plan(profile: pd.DataFrame, problems: pd.DataFrame, opts: PlanOptions |
         targets = sorted(set(np.round(flop_cost[base] if charged is None else cost[base], 6).tolist()))
     fit = cross_fit(acc, cost, bins, folds, targets, deployable)
     rng = np.random.default_rng(opts.seed)
+    # Its own generator, so the two-fold figures keep the bootstrap draws they always had.
+    deploy = fit.deploy if opts.select_rule == "best" else deploy_choices(acc, cost, bins, targets, deployable,
+                                                                           opts.select_rule)
+    if opts.expect_method == "bootstrap":
+        expected = bootstrap_corrected_estimate(acc, cost, bins, targets, deploy, deployable, opts.ci,
+                                                opts.n_boot or 200, np.random.default_rng([opts.seed, 1]))
+    else:
+        kfolds = kfold_folds(pids, bins, opts.expect_folds, opts.expect_repeats, opts.seed)
+        expected = kfold_estimate(acc, cost, bins, kfolds, targets, deployable, deploy, opts.ci, opts.n_boot,
+                                  np.random.default_rng([opts.seed, 1]), opts.select_rule)
 
     curve_rows, sel_rows, choice_rows = [], [], []
     ref_key = f"weighted[{ref_verifier}]" if ref_verifier else None
@@ -420,7 +481,7 @@ def make_plan(profile: pd.DataFrame, problems: pd.DataFrame, opts: PlanOptions |
                 curve_rows[-1].update(charged.figures(used_opts))
         for b, label in enumerate(bin_labels):
             for f in (0, 1, -1):
-                j = int(fit.deploy[ti][b] if f == -1 else fit.chosen[ti][b, f])
+                j = int(deploy[ti][b] if f == -1 else fit.chosen[ti][b, f])
                 if j < 0:
                     continue
                 sel_mask = bins == b if f == -1 else (bins == b) & (folds == f)
@@ -433,7 +494,7 @@ def make_plan(profile: pd.DataFrame, problems: pd.DataFrame, opts: PlanOptions |
                     "n_select": int(sel_mask.sum()), "n_eval": int(eval_mask.sum()),
                     "flops": float(flops[bins == b, j].mean()), "tokens": float(tokens[bins == b, j].mean()),
                 })
-            j = int(fit.deploy[ti][b])
+            j = int(deploy[ti][b])
             if j < 0:
                 continue
             in_bin = bins == b
@@ -442,6 +503,9 @@ def make_plan(profile: pd.DataFrame, problems: pd.DataFrame, opts: PlanOptions |
                 "bin": label, "budget": float(t), "strategy": options.at[j, "strategy"],
                 "config": options.at[j, "config"], "option_budget": float(gen_cost[j]),
                 "accuracy": cv, "ci_lo": clo, "ci_hi": chi,
+                "expected_accuracy": float(expected.accuracy[ti, b]),
+                "expected_ci_lo": float(expected.ci_lo[ti, b]), "expected_ci_hi": float(expected.ci_hi[ti, b]),
+                "selection_agreement": float(expected.agreement[ti, b]),
                 "in_sample_accuracy": float(acc[in_bin, j].mean()),
                 "flops": float(flops[in_bin, j].mean()), "tokens": float(tokens[in_bin, j].mean()),
                 "n_problems": int(in_bin.sum()),
@@ -477,6 +541,11 @@ def make_plan(profile: pd.DataFrame, problems: pd.DataFrame, opts: PlanOptions |
         "n_boot": opts.n_boot,
         "seed": opts.seed,
         "in_sample_bins": fit.in_sample_bins,
+        "expected_accuracy": (
+            {"method": "repeated-kfold", "folds": opts.expect_folds, "repeats": opts.expect_repeats,
+             "ci_method": expected.ci_method} if opts.expect_method == "kfold" else
+            {"method": "bootstrap-corrected", "folds": 0, "repeats": opts.n_boot or 200, "ci_method": expected.ci_method}),
+        "select_rule": opts.select_rule,
         "per_budget": [],
     }
     if charged is not None:
@@ -491,7 +560,7 @@ def make_plan(profile: pd.DataFrame, problems: pd.DataFrame, opts: PlanOptions |
         e = eff.get(float(t))
         entry["efficiency_multiple"] = e if e is not None else ("> max" if ref_key else None)
         entry["choices"] = [
-            {k: c[k] for k in ("bin", "strategy", "config", "option_budget", "accuracy")}
+            {k: c[k] for k in ("bin", "strategy", "config", "option_budget", "accuracy", "expected_accuracy")}
             for c in choice_rows if c["budget"] == t
         ]
         summary["per_budget"].append(entry)

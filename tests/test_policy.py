@@ -56,6 +56,39 @@ def test_export_is_byte_identical_and_loads(dirs, tmp_path) -> None:
     assert len(doc["source_profile_sha256"]) == 64 and doc["budget_unit"] == "generations"
     assert len(doc["decisions"]) == len(doc["bins"]) * len(doc["budgets"])
     assert doc["probe"]["k"] == 4 and doc["probe"]["charged"] and doc["probe"]["mean_flops"] > 0
+    assert doc["accuracy_estimate"] == {"method": "repeated-kfold", "folds": 10, "repeats": 5,
+                                        "ci_method": "bootstrap-reselect", "select_rule": "best"}
+
+
+def test_consistency_check_uses_both_intervals() -> None:
+    from planner.policy_build import _consistent
+
+    # 0.70 [0.60, 0.80] vs 0.80 [0.75, 0.85]: outside the realised interval, but the gap 0.10 is
+    # within hypot(0.10, 0.05) = 0.112.
+    assert _consistent(0.70, 0.60, 0.80, 0.80, 0.75, 0.85)
+    assert not _consistent(0.70, 0.68, 0.72, 0.80, 0.75, 0.85)  # hypot(0.02, 0.05) < 0.10
+    assert not _consistent(0.90, 0.88, 0.92, 0.80, 0.75, 0.85)
+
+
+def test_old_plans_without_the_kfold_columns_still_export(dirs, tmp_path) -> None:
+    """A plan written before the K-fold estimate existed exports its two-fold figures, labelled so."""
+    import shutil
+
+    from planner.schema import CHOICES_FILE, write_table
+
+    old = tmp_path / "old-plan"
+    shutil.copytree(dirs["plan"], old)
+    choices, meta = read_table(old / CHOICES_FILE, CHOICES)
+    write_table(choices.drop(columns=["expected_accuracy", "expected_ci_lo", "expected_ci_hi"]),
+                old / CHOICES_FILE, CHOICES, meta)
+    summ = json.loads((old / "summary.json").read_text())
+    summ.pop("expected_accuracy")
+    (old / "summary.json").write_text(json.dumps(summ))
+    doc = build_policy(old)
+    assert doc["accuracy_estimate"]["method"] == "two-fold"
+    row = choices.iloc[0]
+    dec = next(d for d in doc["decisions"] if d["bin"] == row["bin"] and d["budget"] == row["budget"])
+    assert dec["accuracy"] == pytest.approx(row["accuracy"], rel=1e-10)
 
 
 def test_decide_matches_plan_and_predictor(dirs, policy) -> None:
@@ -75,7 +108,9 @@ def test_decide_matches_plan_and_predictor(dirs, policy) -> None:
             assert d.bin == want_bins[i] and not d.fallback
             row = choices[(choices.bin == d.bin) & (choices.budget == budget)].iloc[0]
             assert (d.strategy, d.config) == (row["strategy"], row["config"])
-            assert d.accuracy == pytest.approx(row["accuracy"], rel=1e-10)
+            # The promise is the K-fold estimate of the deployed choice, not the two-fold figure.
+            assert d.accuracy == pytest.approx(row["expected_accuracy"], rel=1e-10)
+            assert d.ci_lo <= d.accuracy <= d.ci_hi
             assert d == in_mem.decide(s[i], float(budget), answers=a[i], gen_tokens=t[i])
 
 
@@ -220,8 +255,17 @@ def test_evaluate_on_held_out_problems(dirs, policy) -> None:
         assert abs(o["flops_ratio"] - 1) < 0.05, entry
         pred = np.average([b["predicted_accuracy"] for b in entry["bins"]], weights=[b["n"] for b in entry["bins"]])
         assert pred == pytest.approx(o["predicted_accuracy"])
+        for b in entry["bins"]:
+            # Inside the realised interval implies consistent given both intervals.
+            assert b["consistent"] or not b["inside"]
+            assert b["predicted_ci_lo"] <= b["predicted_accuracy"] <= b["predicted_ci_hi"]
+        assert entry["goal"]["bins_consistent"] == all(b["consistent"] for b in entry["bins"])
     again = evaluate_policy(policy, samples, n_boot=200, seed=0)
     assert again == res
+    # A budget between two policy budgets decides as the lower one: same decisions, same intervals.
+    b0 = float(policy.budgets[0])
+    two = evaluate_policy(policy, samples, budgets=[b0, b0 + 0.5], n_boot=200, seed=0)["budgets"]
+    assert two[0]["bins"] == two[1]["bins"] and two[0]["overall"] == two[1]["overall"]
 
 
 def test_evaluate_cli_and_missing_strategy(dirs, tmp_path) -> None:
@@ -319,3 +363,20 @@ def test_plan_probe_options(dirs, tmp_path) -> None:
     assert "probe" not in free and min(free["budgets"]) == 1.0
     charged = json.loads((dirs["plan"] / "summary.json").read_text())
     assert min(charged["budgets"]) == 4.0  # nothing is cheaper than the k = 4 probes
+
+
+def test_plan_expect_options_reach_the_policy(dirs, tmp_path) -> None:
+    runner = CliRunner()
+    out = tmp_path / "k4"
+    res = runner.invoke(main, ["plan", str(dirs["profile"]), "--out", str(out), "--bin-by", "predicted",
+                               "--expect-folds", "4", "--expect-repeats", "2", "--n-boot", "0", "--json"])
+    assert res.exit_code == 0, res.output
+    summ = json.loads(res.output)
+    assert summ["expected_accuracy"] == {"method": "repeated-kfold", "folds": 4, "repeats": 2, "ci_method": "normal"}
+    assert summ["select_rule"] == "best"
+    assert all("expected_accuracy" in c for e in summ["per_budget"] for c in e["choices"])
+    doc = build_policy(out)
+    assert doc["accuracy_estimate"] == {"method": "repeated-kfold", "folds": 4, "repeats": 2, "ci_method": "normal",
+                                        "select_rule": "best"}
+    res = runner.invoke(main, ["plan", str(dirs["profile"]), "--out", str(tmp_path / "bad"), "--expect-folds", "1"])
+    assert res.exit_code != 0 and "expect-folds" in res.output

@@ -162,7 +162,81 @@ def test_reviser_prompt_keeps_four_recent_attempts() -> None:
 
     attempts = [f"1+1={i}>{i}\nAnswer: {i}" for i in range(6)]
     prompt = format_reviser_prompt("1+1", attempts)
-    assert prompt.startswith(task.format_prompt("1+1")) and prompt.endswith("Fix:\n")
-    assert prompt.count("Try:\n") == 4 and "Answer: 5" in prompt and "Answer: 1\n" not in prompt
-    assert format_reviser_prompt("1+1", []) == "Q: 1+1\nFix:\n"
+    # Earlier attempts first (oldest first), each after the question; the question last.
+    assert prompt.startswith("Q: 1+1\n1+1=2>2\nAnswer: 2<eos>Q: 1+1\n") and prompt.endswith("Answer: 5<eos>Q: 1+1\n")
+    assert prompt.count("Q: 1+1\n") == 5 and "Answer: 1<eos>" not in prompt
+    # With no earlier attempt the reviser's prompt is the policy's.
+    assert format_reviser_prompt("1+1", []) == task.format_prompt("1+1")
     assert edit_distance("kitten", "sitting") == 3
+
+
+def test_revision_examples_follow_the_paper() -> None:
+    import random
+
+    from models.testbed.reviser import edit_distance, format_reviser_prompt, revision_examples
+
+    p = task.make_problem("r", "3+8*2-5")
+    wrong = ["8*2=16>3+16-5\n3+16=19>19-5\n19-5=13>13\nAnswer: 13", "8*2=18>3+18-5\nAnswer: 16",
+             "8*2=16>3+16-5\n3+16=20>20-5\nAnswer: 15"]
+    right = [p.completion]
+    examples = revision_examples([p] * 40, [wrong + right] * 40, random.Random(0))
+    assert {t for _, t in examples} == {p.completion}  # the target is always a correct attempt
+    closest = min(wrong, key=lambda w: edit_distance(w, p.completion))
+    with_context = [q for q, _ in examples if q != task.format_prompt(p.question)]
+    assert with_context and len(with_context) < len(examples)  # 0 attempts happens too
+    for q in with_context:
+        # only incorrect attempts in context, the last one the closest to the target
+        assert q.endswith(format_reviser_prompt(p.question, [closest]))
+        assert p.completion not in q
+    kept = revision_examples([p] * 40, [wrong + right + right] * 40, random.Random(0), keep_share=1.0)
+    assert any(q.endswith(p.completion + "<eos>" + task.format_prompt(p.question)) for q, _ in kept)
+
+
+def test_harness_revision_prompt_is_the_testbed_reviser_format() -> None:
+    """`ttc profile`'s revisions strategy, on its defaults, prompts the testbed reviser exactly as
+    the reviser was trained (earlier attempts, then the question)."""
+    from models.testbed.reviser import format_reviser_prompt
+    from profiling.problems import Problem
+    from profiling.strategies.revisions import RevisionsConfig, revision_prompt
+
+    q = "3+8*2-5"
+    problem = Problem("p", task.format_prompt(q), "14", meta={"question": q})
+    attempts = ["8*2=16>3+16-5\n3+16=19>19-5\n19-5=13>13\nAnswer: 13", "8*2=18>3+18-5\nAnswer: 16"]
+    cfg = RevisionsConfig(chains=1, length=3)
+    assert revision_prompt(cfg, problem, attempts) == format_reviser_prompt(q, attempts)
+    assert revision_prompt(cfg, problem, []) == task.format_prompt(q)
+    # <eos> in the text is one token, for the HF tokenizer and the testbed's fast codec alike.
+    from models.testbed.tokenizer import CharCodec, build_tokenizer
+
+    text = format_reviser_prompt(q, attempts)
+    ids = CharCodec().encode(text)
+    assert ids.count(CharCodec().eos_id) == 2
+    assert [CharCodec().bos_id, *ids] == build_tokenizer()(text)["input_ids"]
+
+
+def test_packed_rows_hold_several_examples_after_one_bos() -> None:
+    from models.testbed.modeling import PACK_EXAMPLES, packed_batch
+    from models.testbed.tokenizer import CharCodec
+
+    codec = CharCodec()
+    seqs, masks = packed_batch(0, 3, 10)
+    assert len(seqs) == 3 and [s.count(codec.eos_id) for s in seqs] == [PACK_EXAMPLES, PACK_EXAMPLES, 2]
+    for seq, mask in zip(seqs, masks, strict=True):
+        assert seq[0] == codec.bos_id and seq.count(codec.bos_id) == 1 and len(seq) == len(mask)
+        text = codec.decode(seq)
+        assert text.count("Q: ") == seq.count(codec.eos_id)
+        # the loss covers completions and <eos>, never a question
+        assert all(m == 0 for t, m in zip(seq, mask, strict=True) if t == codec.ids["Q"])
+        assert all(m == 1 for t, m in zip(seq, mask, strict=True) if t == codec.eos_id)
+    assert packed_batch(0, 3, 10) == (seqs, masks)  # seeded by step
+
+
+def test_default_scale_larger_lm_is_at_least_four_times_the_policy() -> None:
+    from models.testbed.modeling import build_model, count_params
+    from models.testbed.settings import TestbedSettings
+
+    s = TestbedSettings(quick=False, scale="default", seed=0)
+    ratio = count_params(build_model(s.large, 0)) / count_params(build_model(s.policy, 0))
+    assert 4.0 <= ratio < 5.0
+    paper = TestbedSettings(quick=False, scale="paper", seed=0)
+    assert 12 <= count_params(build_model(paper.large, 0)) / count_params(build_model(paper.policy, 0)) <= 16

@@ -118,20 +118,30 @@ def prm_batch(items: list[dict], rng: random.Random, batch_size: int, codec: Cha
     return ids, att, tag_mask, soft, lm_labels
 
 
+def prepare_labels(settings: TestbedSettings, work: Path, dirs: dict[str, Path], progress: bool) -> tuple[list[dict], dict]:
+    """The rollout labels, computed once into ``work/labels.json`` (they need only the policy, so
+    a run computes them while the larger LM is still pretraining)."""
+    from models.testbed.stages import load_model
+
+    labels_path = work / "labels.json"
+    if labels_path.exists():
+        saved = json.loads(labels_path.read_text())
+        return saved["items"], saved["stats"]
+    policy = load_model(dirs["policy"])
+    items, stats = rollout_labels(policy, settings, progress)
+    tmp = labels_path.with_name(labels_path.name + ".tmp")
+    tmp.write_text(json.dumps({"items": items, "stats": stats}))
+    tmp.replace(labels_path)
+    return items, stats
+
+
 def train_prm(settings: TestbedSettings, work: Path, out: Path, dirs: dict[str, Path], progress: bool) -> dict:
     from models.testbed.modeling import count_params, train_loop
     from models.testbed.stages import load_model, save_model
 
     t0 = time.perf_counter()
     codec = CharCodec()
-    labels_path = work / "labels.json"
-    if labels_path.exists():
-        saved = json.loads(labels_path.read_text())
-        items, stats = saved["items"], saved["stats"]
-    else:
-        policy = load_model(dirs["policy"])
-        items, stats = rollout_labels(policy, settings, progress)
-        labels_path.write_text(json.dumps({"items": items, "stats": stats}))
+    items, stats = prepare_labels(settings, work, dirs, progress)
     model = load_model(dirs["large"])
     spec = settings.prm
 

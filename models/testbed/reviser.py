@@ -5,6 +5,24 @@ a correct one (the policy's own when it has one, else the gold solution); the la
 attempt is the one closest to the correct answer by edit distance, so the model learns to fix
 near-misses. At test time the reviser sees the 4 most recent attempts of its chain.
 Correctness here is the final answer's (as the paper), never the step checker.
+
+Prompt: the earlier attempts come first, each as a worked example of the same question ended by
+<eos>, and the question last, so the text right before the new attempt is the plain prompt::
+
+    Q: 6-1\n6-1=4>4\nAnswer: 4<eos>Q: 6-1\n6-1=3>3\nAnswer: 3<eos>Q: 6-1\n   <- new attempt
+
+With no earlier attempt this is exactly the policy's prompt, so the first attempt of a chain is a
+plain policy sample. The policy is pretrained on rows of several examples packed this way, so it
+already solves the last question after others (pass@1 kept with four attempts in front: .89 ->
+.72 on level 1, .47 -> .59 on level 3). Measured before this layout: a question-first one
+(``Q: ..`` then ``Try:`` blocks then ``Fix:``) made the reviser fall from .48 to .03 on easy
+questions after one revision, and separating attempts by a newline instead of <eos> left the
+packed policy at .12 on level 1.
+One departure from the paper, in the manifest: a question whose attempts are all correct (the
+paper makes no example with attempts from it) gives, half the time, an example with one of its
+correct attempts in context and another as the target, so the reviser also learns that a right
+attempt is kept (at test time chains do hold correct attempts). `keep_share` extends this to
+questions with incorrect attempts too (default 0; 0.5 made no measurable difference).
 """
 
 from __future__ import annotations
@@ -20,12 +38,13 @@ import torch
 
 from models.testbed import task
 from models.testbed.settings import TestbedSettings
-from models.testbed.tokenizer import CharCodec
+from models.testbed.tokenizer import EOS_TOKEN, CharCodec
 
 MAX_ATTEMPTS = 4
-ATTEMPT_FORMAT = "Try:\n{attempt}\n"
-REVISE_MARKER = "Fix:\n"
-REVISER_PROMPT_FORMAT = task.PROMPT_FORMAT + "{attempts}" + REVISE_MARKER
+# The harness's templates (profiling.strategies.revisions): attempts, each after the prompt and
+# ended by <eos> as in the packed pretraining rows, then the prompt again.
+ATTEMPT_FORMAT = "{prompt}{attempt}" + EOS_TOKEN
+REVISER_PROMPT_FORMAT = "{attempts}{prompt}"
 REVISER_SEED_OFFSET = 3_000_017
 MAX_PROMPT_TOKENS = 760  # leaves room for a level-8 answer within the 1024 positions
 
@@ -46,9 +65,10 @@ def format_reviser_prompt(question: str, attempts: Sequence[str]) -> str:
     Oldest attempts are dropped while the prompt would exceed MAX_PROMPT_TOKENS characters.
     """
     kept = [_clean(a) for a in attempts[-MAX_ATTEMPTS:]]
+    prompt = task.format_prompt(question)
     while True:
         text = REVISER_PROMPT_FORMAT.format(
-            question=question, attempts="".join(ATTEMPT_FORMAT.format(attempt=a) for a in kept)
+            prompt=prompt, attempts="".join(ATTEMPT_FORMAT.format(prompt=prompt, attempt=a) for a in kept)
         )
         if len(text) <= MAX_PROMPT_TOKENS or not kept:
             return text
@@ -66,9 +86,16 @@ def edit_distance(a: str, b: str) -> int:
 
 
 def revision_examples(
-    problems: Sequence[task.TestbedProblem], attempts: Sequence[Sequence[str]], rng: random.Random
+    problems: Sequence[task.TestbedProblem],
+    attempts: Sequence[Sequence[str]],
+    rng: random.Random,
+    keep_share: float = 0.0,
 ) -> list[tuple[str, str]]:
-    """(prompt, target completion) pairs: 0-4 incorrect attempts, then a correct one."""
+    """(prompt, target completion) pairs: 0-4 incorrect attempts, then a correct one.
+
+    A question with no incorrect attempt gets 0 or 1 attempts in context, the one a correct
+    attempt; with probability `keep_share` an example with incorrect attempts also ends its
+    context with a correct one. The target is then another correct attempt when there is one."""
     out = []
     for p, atts in zip(problems, attempts, strict=True):
         atts = [_clean(a) for a in atts]
@@ -76,10 +103,17 @@ def revision_examples(
         wrong = [a for a in atts if not task.is_correct(a, p.answer)]
         target = rng.choice(right) if right else p.completion
         for _ in range(2):
-            m = rng.randint(0, min(MAX_ATTEMPTS, len(wrong)))
+            m = rng.randint(0, min(MAX_ATTEMPTS, len(wrong) + (1 if right else 0)))
             if m == 0:
                 ctx: list[str] = []
+            elif right and (not wrong or rng.random() < keep_share):
+                others = rng.sample(wrong, min(m - 1, len(wrong)))
+                last = rng.choice(right)
+                target_k = rng.choice([r for r in right if r is not last] or [last])
+                out.append((format_reviser_prompt(p.question, [*others, last]), target_k))
+                continue
             else:
+                m = min(m, len(wrong))
                 last = min(wrong, key=lambda w: (edit_distance(w, target), w))
                 others = [w for w in wrong if w is not last]
                 ctx = [*rng.sample(others, min(m - 1, len(others))), last]
@@ -88,7 +122,7 @@ def revision_examples(
 
 
 def train_reviser(settings: TestbedSettings, work: Path, out: Path, dirs: dict[str, Path], progress: bool) -> dict:
-    from models.testbed.modeling import count_params, lm_loss, pad_batch, pretrain_batch, train_loop
+    from models.testbed.modeling import count_params, lm_loss, packed_batch, pad_batch, train_loop
     from models.testbed.quality import sample_completions
     from models.testbed.stages import load_model, save_model
 
@@ -98,7 +132,7 @@ def train_reviser(settings: TestbedSettings, work: Path, out: Path, dirs: dict[s
     model = load_model(dirs["policy"])
     problems = task.generate_problems(spec.questions, settings.seed + REVISER_SEED_OFFSET, settings.levels)
     attempts, _ = sample_completions(model, problems, spec.samples_per_question, settings.seed + REVISER_SEED_OFFSET)
-    examples = revision_examples(problems, attempts, random.Random(f"testbed-reviser:{settings.seed}"))
+    examples = revision_examples(problems, attempts, random.Random(f"testbed-reviser:{settings.seed}"), spec.keep_share)
     encoded = []
     for prompt, target in examples:
         p_ids = [codec.bos_id, *codec.encode(prompt)]
@@ -109,9 +143,10 @@ def train_reviser(settings: TestbedSettings, work: Path, out: Path, dirs: dict[s
         rng = random.Random(f"testbed-reviser-batch:{settings.seed}:{step}")
         n_rev = spec.train.batch_size - int(spec.train.batch_size * spec.replay)
         chosen = [encoded[rng.randrange(len(encoded))] for _ in range(n_rev)]
-        # Replay of pretraining data (fresh problems, plain prompt) so fine-tuning on a few hundred
-        # revision examples does not erode the policy's own solving (it did without it).
-        seqs, masks = pretrain_batch(settings.seed + REVISER_SEED_OFFSET, step, spec.train.batch_size - n_rev)
+        # Replay of pretraining data (fresh problems), packed several to a row: it keeps the
+        # policy's own solving (fine-tuning on a few hundred revision examples eroded it without
+        # replay) and teaches it to solve the last question after other text.
+        seqs, masks = packed_batch(settings.seed + REVISER_SEED_OFFSET, step, spec.train.batch_size - n_rev)
         chosen += list(zip(seqs, masks, strict=True))
         ids, att, labels = pad_batch([s for s, _ in chosen], [k for _, k in chosen], codec.pad_id)
         return lm_loss(m, ids, att, labels), int(att.sum())
@@ -124,7 +159,8 @@ def train_reviser(settings: TestbedSettings, work: Path, out: Path, dirs: dict[s
             "init_from": "policy",
             "params": n,
             "examples": len(examples),
-            "examples_with_attempts": sum(1 for p, _ in examples if "Try:" in p),
+            "examples_with_attempts": sum(1 for p, _ in examples if p.count(task.PROMPT_FORMAT.split("{")[0]) > 1),
+            "keep_share": spec.keep_share,
             "replay_fraction": spec.replay,
             "fine_tune_tokens": record["tokens"],
             "fine_tune_flops": 6 * n * record["tokens"],
@@ -159,22 +195,44 @@ def run_chains(
 
 
 def evaluate_reviser(model, problems: Sequence[task.TestbedProblem], chains: int, seed: int, length: int = 5) -> dict:
-    """Accuracy of the first attempt vs the last (after length-1 revisions), per level and group."""
-    from models.testbed.quality import GROUPS
+    """Accuracy of the first attempt vs the last (after length-1 revisions), per level and group,
+    and, as the paper uses revisions (it picks the answer within a chain, since revising also turns
+    right answers wrong), majority over a chain's first m attempts against majority over m first
+    attempts of independent chains (the same number of samples, in parallel); m = min(length,
+    chains)."""
+    from models.testbed.quality import GROUPS, mean_ci, vote
 
     hist = run_chains(model, problems, chains, length, seed)
-    owners = [p for p in problems for _ in range(chains)]
+    m = min(length, chains)
     acc: dict[int, list[list[bool]]] = defaultdict(list)
-    for p, h in zip(owners, hist, strict=True):
-        acc[p.level].append([task.is_correct(a, p.answer) for a in h])
+    seq: dict[int, list[float]] = defaultdict(list)
+    par: dict[int, list[float]] = defaultdict(list)
 
-    def figs(rows: list[list[bool]]) -> dict:
-        a = np.asarray(rows, dtype=float)
+    def majority_right(attempts: Sequence[str], answer: str) -> float:
+        top = vote([task.extract_answer(a) for a in attempts])
+        return sum(a == answer for a in top) / len(top) if top else 0.0
+
+    for i, p in enumerate(problems):
+        own = hist[i * chains : (i + 1) * chains]
+        for h in own:
+            acc[p.level].append([task.is_correct(a, p.answer) for a in h])
+            seq[p.level].append(majority_right(h[:m], p.answer))
+        par[p.level].append(majority_right([h[0] for h in own[:m]], p.answer))
+
+    def figs(lvs: Sequence[int]) -> dict:
+        a = np.asarray([r for lv in lvs for r in acc.get(lv, [])], dtype=float)
+        s_ = [x for lv in lvs for x in seq.get(lv, [])]
+        p_ = [x for lv in lvs for x in par.get(lv, [])]
         return {"first": round(float(a[:, 0].mean()), 4), "last": round(float(a[:, -1].mean()), 4),
-                "by_position": [round(float(x), 4) for x in a.mean(0)], "chains": len(rows)}
+                "by_position": [round(float(x), 4) for x in a.mean(0)], "chains": len(a),
+                # paired per chain: the same chain's last attempt minus its first
+                "last_minus_first": mean_ci(list(a[:, -1] - a[:, 0])),
+                "m": m,
+                f"chain_majority@{m}": round(float(np.mean(s_)), 4),
+                f"parallel_majority@{m}": round(float(np.mean(p_)), 4)}
 
     return {
         "length": length,
-        "levels": {str(lv): figs(rows) for lv, rows in sorted(acc.items())},
-        "groups": {g: figs([r for lv in lvs for r in acc.get(lv, [])]) for g, lvs in GROUPS.items() if any(lv in acc for lv in lvs)},
+        "levels": {str(lv): figs([lv]) for lv in sorted(acc)},
+        "groups": {g: figs(lvs) for g, lvs in GROUPS.items() if any(lv in acc for lv in lvs)},
     }

@@ -8,6 +8,7 @@ The PRM's step tag and its good/bad label tokens are single special tokens (Math
 
 from __future__ import annotations
 
+import re
 import string
 
 from tokenizers import Tokenizer, decoders, models, processors
@@ -21,6 +22,7 @@ STEP_TAG = "<step>"
 GOOD_TOKEN = "<good>"
 BAD_TOKEN = "<bad>"
 SPECIAL_TOKENS = (PAD_TOKEN, BOS_TOKEN, EOS_TOKEN, UNK_TOKEN, STEP_TAG, GOOD_TOKEN, BAD_TOKEN)
+_SPECIAL_RE = re.compile("(" + "|".join(re.escape(t) for t in SPECIAL_TOKENS) + ")")
 # Newline plus printable ASCII (space .. ~): enough for questions, steps, answers, reviser prompts.
 CHARACTERS = "\n" + "".join(chr(c) for c in range(32, 127))
 assert set(string.digits + "+-*=>") <= set(CHARACTERS)
@@ -75,8 +77,18 @@ class CharCodec:
         self.vocab_size = len(self.ids)
 
     def encode(self, text: str) -> list[int]:
+        """Ids of `text`; special-token strings in it (``<eos>``) become their ids, as the HF
+        tokenizer does (the reviser's prompt separates earlier attempts with <eos>)."""
         unk = self.unk_id
-        return [self.ids.get(ch, unk) for ch in text]
+        if "<" not in text:
+            return [self.ids.get(ch, unk) for ch in text]
+        out: list[int] = []
+        for part in _SPECIAL_RE.split(text):
+            if part in self.ids and len(part) > 1:
+                out.append(self.ids[part])
+            else:
+                out += [self.ids.get(ch, unk) for ch in part]
+        return out
 
     def decode(self, ids: list[int], skip_special: bool = True) -> str:
         out = []

@@ -157,13 +157,12 @@ def _train_into(settings: TestbedSettings, root: Path, run_dir: Path, progress: 
 def _run_stages(
     settings: TestbedSettings, root: Path, dirs: dict[str, Path], records: dict[str, dict], progress: bool, child
 ) -> None:
+    """Policy, then everything that needs only the policy (the reviser, the PRM's rollout labels)
+    while the child still pretrains the larger LM; then the PRM and the quality check."""
     from models.testbed import stages
+    from models.testbed.prm import prepare_labels
 
-    for name in (*MODEL_DIRS, "quality"):
-        if name == "large" and child is not None:
-            # The child trained (or failed to train) the larger LM; if it failed, the stage runs
-            # here (resuming from its checkpoint) and raises the real error if there is one.
-            child.join()
+    def run(name: str) -> None:
         fn = stages.STAGES[name]
         dirs[name], records[name] = _run_stage(
             root,
@@ -171,6 +170,28 @@ def _run_stages(
             lambda work, out, fn=fn: fn(settings, work, out, dirs, progress),
             progress,
         )
+
+    run("policy")
+    run("reviser")
+    prm_key = settings.stage_key("prm")
+    if not (root / "stages" / prm_key / "record.json").exists():
+        with _locked(root / "locks" / f"{prm_key}.lock"):
+            work = root / "work" / prm_key
+            work.mkdir(parents=True, exist_ok=True)
+            prepare_labels(settings, work, dirs, progress)
+    if child is not None:
+        # The child trained (or failed to train) the larger LM; if it failed, the stage runs
+        # here (resuming from its checkpoint) and raises the real error if there is one.
+        child.join()
+    if not settings.quick and "TTC_TESTBED_THREADS" not in os.environ:
+        # From here on this process runs alone: the PRM (the larger LM's size) and the quality
+        # check use both cores. Quick runs stay on one thread: under pytest-xdist other workers
+        # share the cores, and oversubscribed threads spin at OpenMP barriers.
+        import torch
+
+        torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    for name in ("large", "prm", "quality"):
+        run(name)
 
 
 def _start_large_pretraining(settings: TestbedSettings, root: Path, progress: bool):
@@ -242,7 +263,17 @@ def build_manifest(settings: TestbedSettings, records: dict[str, dict]) -> dict:
             "fraction reaching the right answer; BCE",
             "init_from": "large",
         },
-        "reviser": {"prompt_format": records["reviser"].get("prompt_format"), "max_attempts": 4},
+        "reviser": {
+            "prompt_format": records["reviser"].get("prompt_format"),
+            "attempt_format": records["reviser"].get("attempt_format"),
+            "max_attempts": 4,
+            "keep_share": records["reviser"].get("keep_share", 0.0),
+            "training": "0-4 of the policy's incorrect attempts in context, the last one the closest "
+            "to the target by edit distance, then a correct attempt (as the paper). Departure: a "
+            "question whose attempts are all correct gives, half the time, one correct attempt in "
+            "context before another (chains hold correct attempts at test time); with probability "
+            "keep_share questions with incorrect attempts do too; replay of packed pretraining rows",
+        },
         "verifiers": {
             "large_likelihood": "teacher-forced log-probs of the larger LM: per-line mean log-prob, "
             "solution score = min over lines; weight exp(score)",

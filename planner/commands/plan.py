@@ -41,10 +41,13 @@ def render_summary(summary: dict) -> str:
         lines.append(f"{bs:>16}  " + "  ".join(cells) + f"  {es}")
     lines.append("")
     lines.append("compute-optimal choice per bin (bin 1 = easiest) at the largest budget:")
+    method = (summary.get("expected_accuracy") or {}).get("method", "K-fold")
     if summary["per_budget"]:
         for c in summary["per_budget"][-1]["choices"]:
+            exp = c.get("expected_accuracy")
             lines.append(f"  bin {c['bin']}: {c['strategy']} {c['config']} (budget {c['option_budget']:g}) "
-                         f"-> {_fmt_pct(c['accuracy'])} cross-validated")
+                         f"-> {_fmt_pct(c['accuracy'])} cross-validated (two-fold)"
+                         + ("" if exp is None else f", {_fmt_pct(exp)} expected ({method})"))
     return "\n".join(lines)
 
 
@@ -63,15 +66,29 @@ def render_summary(summary: dict) -> str:
 @click.option("--probe-k", default=None, type=click.IntRange(min=0),
               help="Charge k probe samples to every prompt (default: the profile's probes with --bin-by "
                    "predicted, else 0).")
+@click.option("--expect-folds", default=10, show_default=True, type=click.IntRange(min=2),
+              help="K of the repeated K-fold estimate of each deployed choice's accuracy (choices' expected_*).")
+@click.option("--expect-repeats", default=5, show_default=True, type=click.IntRange(min=1),
+              help="Seeded K-fold splits averaged in that estimate.")
+@click.option("--expect-method", type=click.Choice(["kfold", "bootstrap"]), default="kfold", show_default=True,
+              help="Estimator of each deployed choice's accuracy: repeated K-fold cross-fitting, or the in-sample "
+                   "accuracy minus a bootstrap estimate of the winner's curse (--select-rule best only).")
+@click.option("--select-rule", type=click.Choice(["best", "one-se"]), default="best", show_default=True,
+              help="How the deployed option of a bin is chosen: the most accurate, or the cheapest within one "
+                   "paired standard error of it (more stable; the K-fold estimate uses the same rule).")
 @json_option
 @handle_errors
 def plan_cmd(profile_dir: str, out_dir: str, unit: str, budgets: str | None, n_bins: int | None, bin_by: str,
-             verifier: str | None, n_boot: int, seed: int, probe_k: int | None, as_json: bool) -> None:
+             verifier: str | None, n_boot: int, seed: int, probe_k: int | None, expect_folds: int,
+             expect_repeats: int, expect_method: str, select_rule: str, as_json: bool) -> None:
     """Choose the compute-optimal strategy per difficulty bin and budget (two-fold CV within bins).
 
     Writes OUT/curves.parquet (accuracy per budget and method with CIs), OUT/selection.parquet
     (the option chosen on each fold of each bin), OUT/choices.parquet (the deployment choice per
-    bin and budget, with its cross-validated accuracy), OUT/problems.parquet and OUT/summary.json.
+    bin and budget, with the two-fold cross-validated accuracy of the procedure and, in
+    expected_accuracy/expected_ci_lo/expected_ci_hi, the repeated K-fold estimate of the deployed
+    choice's own accuracy: the promise `ttc policy export` writes), OUT/problems.parquet and
+    OUT/summary.json.
 
     \b
     Example:
@@ -125,7 +142,8 @@ def plan_cmd(profile_dir: str, out_dir: str, unit: str, budgets: str | None, n_b
         opts = PlanOptions(
             unit=unit, budgets=None if budgets is None else tuple(parse_float_list(budgets, "--budgets")),
             bin_column=column, verifier=verifier, n_boot=n_boot, seed=seed,
-            probe_k=probe_k, probe_verifier=probe.get("verifier"),
+            probe_k=probe_k, probe_verifier=probe.get("verifier"), expect_folds=expect_folds,
+            expect_repeats=expect_repeats, expect_method=expect_method, select_rule=select_rule,
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None

@@ -92,8 +92,13 @@ def render_policy(doc: dict) -> str:
         f"{', reused by pool strategies' if probe['charged'] and probe['reuse'] else ''})",
         f"predictor: {pred['model']} on {', '.join(pred['features'])} -> bins {doc['bins']} (1 = easiest)",
         f"source profile sha256: {doc['source_profile_sha256'] or '-'}",
-        "",
     ]
+    est = doc.get("accuracy_estimate")
+    if est:
+        lines.append(f"expected accuracy: {est['method']}"
+                     + (f" (K={est['folds']}, {est['repeats']} repeats)" if est["method"] == "repeated-kfold" else "")
+                     + f", intervals {est['ci_method']}, options chosen by rule '{est.get('select_rule', 'best')}'")
+    lines.append("")
     head = (f"{'budget':>10} {'bin':>3}  {'strategy':<9} {'select':<9} {'verifier':<10} {'gens':>5} "
             f"{'accuracy [CI]':>21} {'FLOPs total':>11} {'gens total':>10} {'probes':>6}")
     lines += [head, "-" * len(head)]
@@ -176,19 +181,22 @@ def render_evaluation(res: dict) -> str:
     for entry in res["budgets"]:
         o, g = entry["overall"], entry["goal"]
         lines += ["", f"budget {entry['budget']:g}:",
-                  f"{'bin':>7} {'n':>6} {'predicted':>9} {'realised [CI]':>22} {'inside':>6} "
+                  f"{'bin':>7} {'n':>6} {'predicted [CI]':>22} {'realised [CI]':>22} {'inside':>6} {'both':>4} "
                   f"{'pred FLOPs':>11} {'real FLOPs':>11}"]
         for b in entry["bins"]:
-            lines.append(f"{b['bin']:>7} {b['n']:>6} {_pct(b['predicted_accuracy']):>9} "
+            lines.append(f"{b['bin']:>7} {b['n']:>6} "
+                         f"{_pct(b['predicted_accuracy'])} [{100 * b['predicted_ci_lo']:5.1f},{100 * b['predicted_ci_hi']:5.1f}] "
                          f"{_pct(b['realised_accuracy'])} [{100 * b['realised_ci_lo']:5.1f},{100 * b['realised_ci_hi']:5.1f}] "
-                         f"{'yes' if b['inside'] else 'NO':>6} {_num(b['predicted_flops']):>11} {_num(b['realised_flops']):>11}")
-        lines.append(f"{'overall':>7} {o['n']:>6} {_pct(o['predicted_accuracy']):>9} "
+                         f"{'yes' if b['inside'] else 'NO':>6} {'yes' if b.get('consistent', True) else 'NO':>4} "
+                         f"{_num(b['predicted_flops']):>11} {_num(b['realised_flops']):>11}")
+        lines.append(f"{'overall':>7} {o['n']:>6} {_pct(o['predicted_accuracy']):>22} "
                      f"{_pct(o['realised_accuracy'])} [{100 * o['realised_ci_lo']:5.1f},{100 * o['realised_ci_hi']:5.1f}] "
-                     f"{'':>6} {_num(o['predicted_flops']):>11} {_num(o['realised_flops']):>11}")
+                     f"{'':>6} {'':>4} {_num(o['predicted_flops']):>11} {_num(o['realised_flops']):>11}")
         ratio = o["flops_ratio"]
         lines.append(f"  |predicted - realised| = {100 * o['abs_error']:.2f} points "
                      f"({'ok' if g['accuracy_within_2_points'] else 'MISS'} <= 2); bins inside CI: "
-                     f"{'yes' if g['bins_inside_ci'] else 'NO'}; FLOPs realised/predicted = "
+                     f"{'yes' if g['bins_inside_ci'] else 'NO'} (consistent given both intervals: "
+                     f"{'yes' if g.get('bins_consistent', True) else 'NO'}); FLOPs realised/predicted = "
                      + ("n/a (no FLOPs recorded)" if ratio is None or math.isnan(ratio) else
                         f"{ratio:.3f} ({'ok' if g['flops_within_5_percent'] else 'MISS'} within 5%)"))
     return "\n".join(lines)
@@ -208,6 +216,8 @@ def evaluate_cmd(file: str, samples_dir: str, budgets: str | None, n_boot: int, 
 
     The samples must be of problems the policy was not fitted on (e.g. fresh testbed problems
     profiled with a new seed). Exits 0 whether or not the goal is met; the goal is reported.
+    Per bin, "inside" = the prediction lies in the realised interval (the goal); "both" = the
+    difference is within the two intervals combined (the prediction is an estimate too).
 
     \b
     Example:

@@ -7,8 +7,8 @@ planner can select within and across chains and sweep the parallel:sequential ra
 
 The backend is the reviser model. Its prompt is `prompt_format` with `{prompt}` (the problem's
 prompt), `{question}` (the problem's `meta["question"]`, else its prompt) and `{attempts}` (the
-previous answers, each rendered by `attempt_format` with `{attempt}` (the completion text) and
-`{index}`), then the backend's prompt template. Costs are exact per row: each
+previous answers, each rendered by `attempt_format` with `{attempt}` (the completion text),
+`{index}`, `{prompt}` and `{question}`), then the backend's prompt template. Costs are exact per row: each
 answer encodes its own prompt (identical prompts in one step, e.g. every chain's first answer,
 are encoded once and their cost spread over them) and decodes its own tokens.
 """
@@ -33,10 +33,11 @@ from profiling.strategies.common import (
     verifier_list,
 )
 
-# The testbed reviser's format (its manifest: "Q: {question}\n{attempts}Fix:\n" with attempts
-# "Try:\n{attempt}\n"); the problem's prompt is "Q: {question}\n" there.
-DEFAULT_PROMPT_FORMAT = "{prompt}{attempts}Fix:\n"
-DEFAULT_ATTEMPT_FORMAT = "Try:\n{attempt}\n"
+# The testbed reviser's format (its manifest): each earlier attempt after the problem's prompt and
+# ended by the tokenizer's <eos> (special-token text is parsed by HF tokenizers), then the prompt
+# again, so the new attempt follows the plain prompt ("Q: {question}\n" there).
+DEFAULT_PROMPT_FORMAT = "{attempts}{prompt}"
+DEFAULT_ATTEMPT_FORMAT = "{prompt}{attempt}<eos>"
 
 
 @dataclass(frozen=True)
@@ -72,9 +73,10 @@ class RevisionsConfig:
 
 def revision_prompt(cfg: RevisionsConfig, problem: Problem, previous: Sequence[str]) -> str:
     recent = list(previous)[-cfg.window:] if cfg.window else []
-    attempts = "".join(cfg.attempt_format.format(attempt=c, index=i + 1)
-                       for i, c in enumerate(recent))
     question = str(problem.meta.get("question", problem.prompt))
+    attempts = "".join(cfg.attempt_format.format(attempt=c, index=i + 1, prompt=problem.prompt,
+                                                 question=question)
+                       for i, c in enumerate(recent))
     return cfg.prompt_format.format(prompt=problem.prompt, question=question, attempts=attempts)
 
 
