@@ -240,3 +240,7 @@ def test_default_scale_larger_lm_is_at_least_four_times_the_policy() -> None:
     assert 4.0 <= ratio < 5.0
     paper = TestbedSettings(quick=False, scale="paper", seed=0)
     assert 12 <= count_params(build_model(paper.large, 0)) / count_params(build_model(paper.policy, 0)) <= 16
+    # Both models of a pair see the same data and tokens (same steps and batches, same seed).
+    for st in (s, paper):
+        assert (st.large_pretrain.steps, st.large_pretrain.batch_size) == (st.pretrain.steps, st.pretrain.batch_size)
+    assert s.large_pretrain == s.pretrain and paper.large_pretrain.lr < paper.pretrain.lr

@@ -46,11 +46,10 @@ def _pretrain_stage(which: str) -> StageFn:
         from models.testbed.modeling import pretrain
 
         t0 = time.perf_counter()
-        spec = settings.policy if which == "policy" else settings.large
-        # Same data stream (seed) for both models: the larger LM sees exactly the policy's tokens.
-        model, record = pretrain(
-            spec, settings.pretrain, settings.seed, work / "ckpt.pt", desc=f"{which} LM", progress=progress
-        )
+        spec, train = (settings.policy, settings.pretrain) if which == "policy" else (settings.large, settings.large_pretrain)
+        # Same data stream (seed) and steps for both models: the larger LM sees exactly the
+        # policy's tokens.
+        model, record = pretrain(spec, train, settings.seed, work / "ckpt.pt", desc=f"{which} LM", progress=progress)
         save_model(model, out / "model")
         record["stage_seconds"] = round(time.perf_counter() - t0, 2)
         return record
