@@ -96,7 +96,7 @@ class TestbedSettings:
         # paper: ~13x, like the paper's PaLM 2-S* vs a model ~14x larger.
         s(self, "large", ModelSpec(128, 4, 4, intermediate=528) if self.scale == "default" else ModelSpec(192, 6, 6))
         # Batch 16 x 2000 steps (same ~3.1M tokens as 32 x 1000): at this size the number of
-        # optimiser steps limits the policy, not tokens; measured in notes/testbed_experiments.md:
+        # optimiser steps limits the policy, not tokens. Measured (benchmarks/testbed_quality.py):
         # policy pass@1 on level 1 .54 -> .97, level 8 .05, answers mostly from correct chains.
         s(self, "pretrain", TrainSpec(steps=2000, batch_size=16, lr=2e-3, warmup=50))
         # paper: the 13x model stalls at lr 2e-3 (loss .048 at the end, against .016 for the 4x
