@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--k", type=int, default=16, help="budget of best-of-k / majority@k")
     ap.add_argument("--no-reviser", action="store_true", help="skip the reviser's chains")
     ap.add_argument("--no-prm", action="store_true", help="skip the PRM verifier")
+    ap.add_argument("--reviser-temperature", type=float, default=1.0,
+                    help="sampling temperature of the revision chains (the harness samples at 0.8)")
     ap.add_argument("--json", type=Path, help="also write every figure to this JSON file")
     args = ap.parse_args(argv)
 
@@ -61,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     names = ["policy", "large"] + ([] if args.no_prm else ["prm"]) + ([] if args.no_reviser else ["reviser"])
     t0 = time.perf_counter()
     res = evaluate_run({n: tb / n for n in names}, args.problems_per_level, args.samples, args.k,
-                       seed=args.seed, progress=True)
+                       seed=args.seed, progress=True, reviser_temperature=args.reviser_temperature)
     took = time.perf_counter() - t0
     pol, big, mf = res["policy"], res["large"], res["matched_flops"]
     k, n = args.k, args.samples
@@ -96,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
 
     rev = res.get("reviser")
     if rev:
-        print(f"\nreviser: accuracy by position in a chain of {rev['length']} (first attempt, then revisions)")
+        print(f"\nreviser: accuracy by position in a chain of {rev['length']} (first attempt, then revisions), "
+              f"temperature {rev.get('temperature', 1.0)}")
         for name, f in [*rev["groups"].items(), *[(f"L{lv}", f) for lv, f in rev["levels"].items()]]:
             d = f.get("last_minus_first") or {"mean": f["last"] - f["first"], "ci95": float("nan")}
             m = f.get("m")

@@ -96,6 +96,13 @@ def test_quick_testbed_manifest(quick_testbed: Path) -> None:
     assert manifest["prm"]["step_tag"] == "<step>"
     assert {manifest["prm"]["good_token"], manifest["prm"]["bad_token"]} == {"<good>", "<bad>"}
     assert "{attempts}" in manifest["reviser"]["prompt_format"]
+    assert manifest["reviser"]["context"] == "wrong" and models["reviser"]["length_grouped_batches"] is True
+    prm = models["prm"]
+    # labels: outcome-balanced selection, rollouts stopped at dead prefixes (counts in the manifest)
+    assert prm["stop_dead"] is True and prm["wrong_per_question"] == 1
+    assert 0 < prm["prm_wrong_answer_solutions"] <= prm["prm_solutions"]
+    assert prm["prm_rollouts"] > 0 and prm["prm_lines_labelled_dead"] >= 0
+    assert "label_selection" in manifest["prm"]
     q = manifest["quality"]
     assert set(q["levels"]) == {str(k) for k in manifest["settings"]["levels"]}
     for row in q["levels"].values():
@@ -244,3 +251,127 @@ def test_default_scale_larger_lm_is_at_least_four_times_the_policy() -> None:
     for st in (s, paper):
         assert (st.large_pretrain.steps, st.large_pretrain.batch_size) == (st.pretrain.steps, st.pretrain.batch_size)
     assert s.large_pretrain == s.pretrain and paper.large_pretrain.lr < paper.pretrain.lr
+
+
+def test_sampled_context_examples_keep_right_and_wrong_attempts() -> None:
+    import random
+
+    from models.testbed.reviser import format_reviser_prompt, sampled_context_examples
+
+    p = task.make_problem("r", "3+8*2-5")
+    wrong = ["8*2=16>3+16-5\n3+16=19>19-5\n19-5=13>13\nAnswer: 13", "8*2=18>3+18-5\nAnswer: 16"]
+    right = [p.completion, p.completion]
+    examples = sampled_context_examples([p] * 60, [wrong + right] * 60, random.Random(0))
+    assert len(examples) == 120 and {t for _, t in examples} == {p.completion}
+    contexts = [q for q, _ in examples]
+    assert task.format_prompt(p.question) in contexts  # no attempt at all happens
+    # a right attempt in context happens (the paper's data never has one), and so do wrong ones
+    assert any(q.count(p.completion + "<eos>") for q in contexts)
+    assert any(w + "<eos>" in q for q in contexts for w in wrong)
+    # the target attempt itself is never in its own context: at most one right attempt is left
+    assert max(q.count(p.completion + "<eos>") for q in contexts) == 1
+    assert all(q.endswith(task.format_prompt(p.question)) and q.count("Q: ") <= 5 for q in contexts)
+    # a question with no right attempt is revised towards the gold solution
+    gold = sampled_context_examples([p], [wrong], random.Random(1))
+    assert all(t == p.completion for _, t in gold)
+    assert format_reviser_prompt(p.question, []) == task.format_prompt(p.question)
+
+
+def test_length_grouped_batches_pad_less_and_lose_nothing() -> None:
+    import random
+
+    from models.testbed.modeling import (
+        length_grouped,
+        lm_loss,
+        lm_loss_parts,
+        pad_batch,
+        pretrain_batch,
+    )
+
+    rng = random.Random(0)
+    lengths = [rng.randrange(10, 1000) for _ in range(500)]
+    picks, spread, plain = [], 0, 0
+    for step in range(300):
+        batch = length_grouped(random.Random(step), lengths, 8)
+        assert len(batch) == 8
+        picks += batch
+        spread += max(lengths[i] for i in batch) - min(lengths[i] for i in batch)
+        r = random.Random(10_000 + step)
+        uni = [r.randrange(len(lengths)) for _ in range(8)]
+        plain += max(lengths[i] for i in uni) - min(lengths[i] for i in uni)
+    assert spread < plain / 3  # far less padding than uniform draws
+    # every item stays reachable, short and long alike (no bias to one end)
+    short = sum(lengths[i] < 505 for i in picks) / len(picks)
+    assert 0.4 < short < 0.6 and len(set(picks)) > 450
+    # the loss over sub-batches padded apart is the one-batch loss
+    codec = CharCodec()
+    model = build_model(TINY, 0)
+    a, b = pretrain_batch(0, 1, 3), pretrain_batch(0, 2, 2)
+    ids, att, labels = pad_batch(a[0] + b[0], a[1] + b[1], codec.pad_id)
+    with torch.no_grad():
+        whole = lm_loss(model, ids, att, labels)
+        parts, n_read = lm_loss_parts(model, [a, b])
+    assert torch.allclose(whole, parts, atol=1e-5) and n_read == int(att.sum())
+
+
+def test_prm_label_selection_by_outcome() -> None:
+    from models.testbed.prm import _select
+
+    p = task.make_problem("s", "3+8*2-5")
+    right, w1, w2, w3 = p.completion, "8*2=18>3+18-5\nAnswer: 16", "8*2=16>3+16-5\nAnswer: 1", "Answer: 2"
+    comps = [right, w1, right, w2, w3, right]
+    assert _select(p, comps, 0) == comps  # 0: label every sample
+    # up to 2 wrong ones and as many right ones, in sample order
+    assert _select(p, comps, 2) == [right, w1, right, w2]
+    # no wrong sample: still one right one (the PRM sees easy questions too)
+    assert _select(p, [right, right, right], 2) == [right]
+    assert _select(p, [w1, w2, w3], 2) == [w1, w2]
+
+
+@pytest.mark.slow
+def test_prm_rollout_labels_stop_after_a_dead_prefix(quick_testbed: Path) -> None:
+    from dataclasses import replace
+
+    from models.testbed.prm import rollout_labels
+    from models.testbed.settings import TestbedSettings
+    from models.testbed.stages import load_hf_model
+
+    policy = load_hf_model(quick_testbed / "policy")
+    base = TestbedSettings(quick=True, scale="default", seed=0)
+    runs = {}
+    for stop in (False, True):
+        s = TestbedSettings(quick=True, scale="default", seed=0)
+        object.__setattr__(s, "prm", replace(base.prm, questions=6, samples_per_question=3, rollouts=3,
+                                             wrong_per_question=0, stop_dead=stop))
+        runs[stop] = rollout_labels(policy, s, progress=False)
+    (full, full_stats), (cut, cut_stats) = runs[False], runs[True]
+    assert [it["lines"] for it in full] == [it["lines"] for it in cut]  # the same solutions
+    steps = lambda it: len(it["lines"]) - int(it["lines"][-1].startswith("Answer"))  # noqa: E731
+    assert full_stats["prm_rollouts"] == 3 * sum(steps(it) for it in full)
+    rolled = 0
+    for a, b in zip(full, cut, strict=True):
+        n = steps(a)
+        dead = next((j for j in range(n) if b["labels"][j] == 0.0), n)
+        rolled += min(n, dead + 1)
+        # after the first step no rollout finished, every step is labelled 0 without rollouts
+        assert all(x == 0.0 for x in b["labels"][dead + 1 : n])
+        assert all(x in (0.0, 1 / 3, 2 / 3, 1.0) for x in b["labels"])
+        assert b["labels"][n:] == a["labels"][n:]  # the answer line: its own correctness
+    assert cut_stats["prm_rollouts"] == 3 * rolled < full_stats["prm_rollouts"]
+    assert cut_stats["prm_lines_labelled_dead"] == sum(steps(it) for it in full) - rolled > 0
+
+
+def test_switching_threads_mid_training_keeps_the_weights(tmp_path: Path) -> None:
+    """The larger LM takes a second core for its last steps (`threads_from`); the weights must
+    be those of a one-thread run, or the testbed would depend on the machine's schedule."""
+    spec = ModelSpec(32, 2, 2)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one, _ = pretrain(spec, TINY_TRAIN, 3, tmp_path / "one.pt", desc="one", progress=False)
+        torch.set_num_threads(1)
+        two, _ = pretrain(spec, TINY_TRAIN, 3, tmp_path / "two.pt", desc="two", progress=False, threads_from=(3, 2))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert _same_weights(one, two)

@@ -165,6 +165,35 @@ def lm_loss(model: torch.nn.Module, ids: torch.Tensor, att: torch.Tensor, labels
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100)
 
 
+def lm_loss_parts(model: torch.nn.Module, parts: list[tuple[list[list[int]], list[list[int]]]]) -> tuple[torch.Tensor, int]:
+    """Mean token loss over several sub-batches, each padded to its own width; (loss, tokens read).
+
+    The same loss as one batch of all the rows, without padding short rows to the longest
+    (a revision prompt with four attempts is ten times a plain one, and attention grows with
+    the square of the width).
+    """
+    total, n_loss, n_read = torch.zeros(()), 0, 0
+    for seqs, masks in parts:
+        if not seqs:
+            continue
+        ids, att, labels = pad_batch(seqs, masks, CharCodec().pad_id)
+        logits = model(input_ids=ids, attention_mask=att).logits[:, :-1]
+        target = labels[:, 1:].reshape(-1)
+        total = total + F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target, ignore_index=-100, reduction="sum")
+        n_loss += int((target != -100).sum())
+        n_read += int(att.sum())
+    return total / max(1, n_loss), n_read
+
+
+def length_grouped(rng: random.Random, lengths: list[int], batch_size: int, group: int = 8) -> list[int]:
+    """Indices of one batch of items of similar length: draw `group` batches' worth uniformly,
+    sort them by length, take one of the `group` slices at random (each item is as likely to be
+    picked as with plain uniform draws; the batch needs far less padding)."""
+    pool = sorted((rng.randrange(len(lengths)) for _ in range(group * batch_size)), key=lambda i: (lengths[i], i))
+    k = rng.randrange(group)
+    return pool[k * batch_size : (k + 1) * batch_size]
+
+
 BatchFn = Callable[[int], tuple[list[list[int]], list[list[int]]]]
 LossFn = Callable[[torch.nn.Module, int], tuple[torch.Tensor, int]]
 
@@ -178,12 +207,15 @@ def train_loop(
     desc: str,
     progress: bool,
     ckpt_every: int = 100,
+    threads_from: tuple[int, int] | None = None,
 ) -> dict:
     """Run `spec.steps` optimiser steps of `loss_fn(model, step) -> (loss, tokens)`, resumably.
 
     Every `ckpt_every` steps the model, optimiser and counters are saved to `ckpt_path`
     (atomically); an interrupted run restarts from there and, because batches depend only on the
     step index, ends with the same weights as an uninterrupted one.
+    `threads_from = (step, n)`: from that step on, torch uses n intra-op threads (a fixed step, not
+    a clock, so the schedule never depends on timing; the weights do not depend on it either).
     """
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.dim() >= 2]
@@ -203,6 +235,8 @@ def train_loop(
     t0 = time.perf_counter()
     model.train()
     for step in bar:
+        if threads_from is not None and step == max(start, threads_from[0]):
+            torch.set_num_threads(threads_from[1])
         for group in opt.param_groups:
             group["lr"] = lr_at(step, spec)
         loss, n_tok = loss_fn(model, step)
@@ -245,7 +279,8 @@ def _progress(it: range, desc: str, enabled: bool, initial: int, total: int) -> 
 
 
 def pretrain(
-    spec: ModelSpec, train: TrainSpec, seed: int, ckpt_path: Path, *, desc: str, progress: bool
+    spec: ModelSpec, train: TrainSpec, seed: int, ckpt_path: Path, *, desc: str, progress: bool,
+    threads_from: tuple[int, int] | None = None,
 ) -> tuple[LlamaForCausalLM, dict]:
     """Train one LM from scratch on the testbed task; returns the model and its training record."""
     model = build_model(spec, seed)
@@ -256,7 +291,7 @@ def pretrain(
         ids, att, labels = pad_batch(seqs, masks, codec.pad_id)
         return lm_loss(m, ids, att, labels), sum(len(s) for s in seqs)
 
-    record = train_loop(model, train, loss_fn, ckpt_path, desc=desc, progress=progress)
+    record = train_loop(model, train, loss_fn, ckpt_path, desc=desc, progress=progress, threads_from=threads_from)
     n = count_params(model)
     record.update(
         {

@@ -7,6 +7,13 @@ Training: binary cross-entropy between P(good) = softmax(logits[<good>, <bad>])[
 and the soft label, plus an auxiliary LM loss on the correct solutions' lines, which keeps the
 larger LM's ability to notice a wrong line (the prototype's PRM, trained from the small policy
 without it, learned step position and question difficulty instead of step checking).
+
+Which solutions get labels (`wrong_per_question`) and where rollouts stop (`stop_dead`) are
+choices of cost, not of the label: see `_select` and `rollout_labels`. Measured on the default
+testbed: the PRM fits its training questions (within-question step AUROC .83-1.0 on its own lines
+after 800 steps) but not new ones (.38-.69), and six times the questions (960, 1,200 steps) left it
+there; it learns which questions and positions fail, not which lines are wrong. The larger LM's
+likelihood is the testbed's verifier that checks steps.
 """
 
 from __future__ import annotations
@@ -36,65 +43,110 @@ def _trim(completion: str) -> list[str]:
     return lines
 
 
+def _select(problem: task.TestbedProblem, completions: list[str], wrong_cap: int) -> list[str]:
+    """The solutions of one question to label: with `wrong_cap` 0 all of them, otherwise up to
+    `wrong_cap` whose final answer is wrong and as many (at least one) whose answer is right, in
+    sample order.
+
+    Why: this policy rarely slips, so solutions labelled at random hold few wrong steps, and hardly
+    any question has a right and a wrong step at the same index. A PRM trained on those learned
+    question difficulty and step position only (within-question step AUROC .41-.67 on its own
+    training lines). Choosing by the final answer uses the outcome alone, as the rollout labels
+    do; the step checker stays out of training.
+    """
+    if wrong_cap <= 0:
+        return list(completions)
+    ok = [task.is_correct(c, problem.answer) for c in completions]
+    wrong = [i for i, good in enumerate(ok) if not good][:wrong_cap]
+    right = [i for i, good in enumerate(ok) if good][: max(1, len(wrong))]
+    keep = set(wrong) | set(right)
+    return [c for i, c in enumerate(completions) if i in keep]
+
+
 def rollout_labels(policy, settings: TestbedSettings, progress: bool) -> tuple[list[dict], dict]:
-    """Solutions with a Monte-Carlo soft label per line, and counts for the manifest."""
+    """Solutions with a Monte-Carlo soft label per line, and counts for the manifest.
+
+    Rollouts go one step index at a time. With `stop_dead`, once no rollout from a prefix reaches
+    the answer, the solution's later steps get label 0 without rollouts of their own: a prefix
+    the policy cannot finish stays one it cannot finish (OmegaPRM labels every step after the
+    first failing one negative the same way). That spends the rollouts on the steps still in
+    doubt.
+    """
     from models.testbed.quality import max_new_tokens_for, sample_completions
     from models.testbed.sampling import sample_batch
 
     spec = settings.prm
     codec = CharCodec()
-    problems = task.generate_problems(spec.questions, settings.seed + PRM_SEED_OFFSET, settings.levels)
-    comps, _ = sample_completions(policy, problems, spec.samples_per_question, settings.seed + PRM_SEED_OFFSET)
+    seed = settings.seed + PRM_SEED_OFFSET
+    problems = task.generate_problems(spec.questions, seed, settings.levels)
+    comps, _ = sample_completions(policy, problems, spec.samples_per_question, seed)
     items = []
-    prompts: list[list[int]] = []
-    owners: list[tuple[int, int]] = []
     for p, cs in zip(problems, comps, strict=True):
-        for c in cs:
+        for c in _select(p, cs, spec.wrong_per_question):
             lines = _trim(c)
             if not lines:
                 continue
             has_answer = lines[-1].startswith(task.ANSWER_PREFIX.strip())
-            n_steps = len(lines) - 1 if has_answer else len(lines)
-            item = {"question": p.question, "answer": p.answer, "lines": lines,
-                    "labels": [0.0] * len(lines), "hits": [0] * len(lines)}
+            item = {"question": p.question, "answer": p.answer, "lines": lines, "labels": [0.0] * len(lines),
+                    "n_steps": len(lines) - 1 if has_answer else len(lines)}
             if has_answer:
                 item["labels"][-1] = float(task.is_correct(lines[-1], p.answer))
-            for j in range(n_steps):
-                prefix = task.format_prompt(p.question) + task.STEP_DELIMITER.join(lines[: j + 1]) + task.STEP_DELIMITER
-                ids = [codec.bos_id, *codec.encode(prefix)]
-                for _ in range(spec.rollouts):
-                    prompts.append(ids)
-                    owners.append((len(items), j))
             items.append(item)
     if progress:
-        print(f"[prm] {len(prompts)} rollouts from {len(items)} solutions", flush=True)
+        print(f"[prm] rollouts from {len(items)} solutions", flush=True)
     t0 = time.perf_counter()
-    gens = sample_batch(
-        policy, prompts, max_new_tokens=max_new_tokens_for(problems), temperature=1.0,
-        eos_token_id=codec.eos_id, pad_token_id=codec.pad_id, seed=settings.seed + PRM_SEED_OFFSET + 1,
-    )
-    rollout_tokens = sum(len(g.token_ids) for g in gens)
-    for (i, j), g in zip(owners, gens, strict=True):
-        items[i]["hits"][j] += int(task.is_correct(codec.decode(g.token_ids), items[i]["answer"]))
-    for item in items:
-        n_steps = len(item["lines"]) - (1 if item["lines"][-1].startswith(task.ANSWER_PREFIX.strip()) else 0)
-        for j in range(n_steps):
-            item["labels"][j] = item["hits"][j] / spec.rollouts
-        del item["hits"]
+    n_rollouts = rollout_tokens = dead = 0
+    alive = list(range(len(items)))
+    max_new = max_new_tokens_for(problems)
+    for j in range(max((it["n_steps"] for it in items), default=0)):
+        todo = [i for i in alive if j < items[i]["n_steps"]]
+        if not todo:
+            break
+        prompts = []
+        for i in todo:
+            it = items[i]
+            prefix = task.format_prompt(it["question"]) + task.STEP_DELIMITER.join(it["lines"][: j + 1]) + task.STEP_DELIMITER
+            prompts += [[codec.bos_id, *codec.encode(prefix)]] * spec.rollouts
+        gens = sample_batch(
+            policy, prompts, max_new_tokens=max_new, temperature=1.0,
+            eos_token_id=codec.eos_id, pad_token_id=codec.pad_id, seed=seed + 1 + 1000 * j,
+        )
+        n_rollouts += len(gens)
+        rollout_tokens += sum(len(g.token_ids) for g in gens)
+        alive = []
+        for k, i in enumerate(todo):
+            hits = sum(task.is_correct(codec.decode(g.token_ids), items[i]["answer"])
+                       for g in gens[k * spec.rollouts : (k + 1) * spec.rollouts])
+            items[i]["labels"][j] = hits / spec.rollouts
+            if hits or not spec.stop_dead:
+                alive.append(i)
+            else:
+                dead += items[i]["n_steps"] - j - 1
+    for it in items:
+        del it["n_steps"]
+    seconds = time.perf_counter() - t0
     stats = {
         "prm_questions": spec.questions,
         "prm_solutions": len(items),
         "prm_labelled_lines": sum(len(it["lines"]) for it in items),
-        "prm_rollouts": len(prompts),
+        "prm_wrong_answer_solutions": sum(not task.is_correct("\n".join(it["lines"]), it["answer"]) for it in items),
+        "prm_lines_labelled_dead": dead,
+        "prm_rollouts": n_rollouts,
         "prm_rollout_tokens": rollout_tokens,
-        "prm_rollout_seconds": round(time.perf_counter() - t0, 2),
-        "prm_rollout_tokens_per_s": round(rollout_tokens / max(1e-9, time.perf_counter() - t0), 1),
+        "prm_rollout_seconds": round(seconds, 2),
+        "prm_rollout_tokens_per_s": round(rollout_tokens / max(1e-9, seconds), 1),
     }
     return items, stats
 
 
-def prm_batch(items: list[dict], rng: random.Random, batch_size: int, codec: CharCodec):
-    chosen = [items[rng.randrange(len(items))] for _ in range(batch_size)]
+def prm_batch(items: list[dict], rng: random.Random, batch_size: int, codec: CharCodec, lengths: list[int] | None = None):
+    """One training batch: uniform draws, or with `lengths` a batch of similar lengths."""
+    from models.testbed.modeling import length_grouped
+
+    if lengths is None:
+        chosen = [items[rng.randrange(len(items))] for _ in range(batch_size)]
+    else:
+        chosen = [items[i] for i in length_grouped(rng, lengths, batch_size)]
     encoded = [prm_input(codec, it["question"], it["lines"]) for it in chosen]
     width = max(len(ids) for ids, _ in encoded)
     ids = torch.full((batch_size, width), codec.pad_id, dtype=torch.long)
@@ -144,10 +196,11 @@ def train_prm(settings: TestbedSettings, work: Path, out: Path, dirs: dict[str, 
     items, stats = prepare_labels(settings, work, dirs, progress)
     model = load_model(dirs["large"])
     spec = settings.prm
+    lengths = [sum(len(line) + 2 for line in it["lines"]) + len(it["question"]) for it in items] if spec.grouped else None
 
     def loss_fn(m: torch.nn.Module, step: int) -> tuple[torch.Tensor, int]:
         rng = random.Random(f"testbed-prm:{settings.seed}:{step}")
-        ids, att, tag_mask, soft, lm_labels = prm_batch(items, rng, spec.train.batch_size, codec)
+        ids, att, tag_mask, soft, lm_labels = prm_batch(items, rng, spec.train.batch_size, codec, lengths)
         logits = m(input_ids=ids, attention_mask=att).logits
         pair = F.log_softmax(logits[tag_mask][:, [codec.good_id, codec.bad_id]].float(), dim=-1)
         y = soft[tag_mask]
@@ -177,6 +230,9 @@ def train_prm(settings: TestbedSettings, work: Path, out: Path, dirs: dict[str, 
             "fine_tune_flops": 6 * n * record["tokens"],
             "mean_label": round(mean_label, 4),
             "lm_weight": spec.lm_weight,
+            "wrong_per_question": spec.wrong_per_question,
+            "stop_dead": spec.stop_dead,
+            "length_grouped_batches": spec.grouped,
             "stage_seconds": round(time.perf_counter() - t0, 2),
         }
     )

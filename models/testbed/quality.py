@@ -283,7 +283,7 @@ def matched_flops(
 
 def evaluate_run(
     dirs: dict[str, Path], problems_per_level: int, samples: int, k: int, seed: int,
-    progress: bool = False, levels: Sequence[int] = task.DEFAULT_LEVELS,
+    progress: bool = False, levels: Sequence[int] = task.DEFAULT_LEVELS, reviser_temperature: float = 1.0,
 ) -> dict:
     """Every quality figure for models in `dirs` (name -> HF model dir)."""
     from models.testbed.modeling import count_params
@@ -310,7 +310,9 @@ def evaluate_run(
         log("[quality] revision chains", flush=True)
         from models.testbed.reviser import evaluate_reviser
 
-        out["reviser"] = evaluate_reviser(models["reviser"], problems, chains=max(1, samples // 4), seed=seed)
+        out["reviser"] = evaluate_reviser(
+            models["reviser"], problems, chains=max(1, samples // 4), seed=seed, temperature=reviser_temperature
+        )
     return out
 
 

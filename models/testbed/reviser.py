@@ -121,8 +121,43 @@ def revision_examples(
     return out
 
 
+def sampled_context_examples(
+    problems: Sequence[task.TestbedProblem],
+    attempts: Sequence[Sequence[str]],
+    rng: random.Random,
+) -> list[tuple[str, str]]:
+    """(prompt, target) pairs whose context is 0-4 of the policy's attempts as sampled, right or
+    wrong, and whose target is another right attempt (the gold solution if none is right).
+
+    A departure from the paper's data (context of wrong attempts only), recorded in the manifest.
+    Why: a test-time chain holds right attempts too, and the paper's data teaches the reviser that
+    whatever is in context is wrong. With sampled contexts the target agrees with the context's
+    right lines and not with its slips, so the reviser learns to keep what earlier attempts got
+    right; measured against the paper's data in `benchmarks/testbed_quality.py`.
+    """
+    out = []
+    for p, atts in zip(problems, attempts, strict=True):
+        atts = [_clean(a) for a in atts]
+        right = [i for i, a in enumerate(atts) if task.is_correct(a, p.answer)]
+        for _ in range(2):
+            t = rng.choice(right) if right else None
+            others = [i for i in range(len(atts)) if i != t]
+            m = rng.randint(0, min(MAX_ATTEMPTS, len(others)))
+            ctx = [atts[i] for i in rng.sample(others, m)]
+            out.append((format_reviser_prompt(p.question, ctx), atts[t] if t is not None else p.completion))
+    return out
+
+
 def train_reviser(settings: TestbedSettings, work: Path, out: Path, dirs: dict[str, Path], progress: bool) -> dict:
-    from models.testbed.modeling import count_params, lm_loss, packed_batch, pad_batch, train_loop
+    from models.testbed.modeling import (
+        count_params,
+        length_grouped,
+        lm_loss,
+        lm_loss_parts,
+        packed_batch,
+        pad_batch,
+        train_loop,
+    )
     from models.testbed.quality import sample_completions
     from models.testbed.stages import load_model, save_model
 
@@ -132,21 +167,33 @@ def train_reviser(settings: TestbedSettings, work: Path, out: Path, dirs: dict[s
     model = load_model(dirs["policy"])
     problems = task.generate_problems(spec.questions, settings.seed + REVISER_SEED_OFFSET, settings.levels)
     attempts, _ = sample_completions(model, problems, spec.samples_per_question, settings.seed + REVISER_SEED_OFFSET)
-    examples = revision_examples(problems, attempts, random.Random(f"testbed-reviser:{settings.seed}"), spec.keep_share)
+    rng = random.Random(f"testbed-reviser:{settings.seed}")
+    if spec.context == "sampled":
+        examples = sampled_context_examples(problems, attempts, rng)
+    else:
+        examples = revision_examples(problems, attempts, rng, spec.keep_share)
     encoded = []
     for prompt, target in examples:
         p_ids = [codec.bos_id, *codec.encode(prompt)]
         t_ids = [*codec.encode(target), codec.eos_id]
         encoded.append((p_ids + t_ids, [0] * len(p_ids) + [1] * len(t_ids)))
 
+    lengths = [len(ids) for ids, _ in encoded]
+
     def loss_fn(m: torch.nn.Module, step: int) -> tuple[torch.Tensor, int]:
         rng = random.Random(f"testbed-reviser-batch:{settings.seed}:{step}")
         n_rev = spec.train.batch_size - int(spec.train.batch_size * spec.replay)
-        chosen = [encoded[rng.randrange(len(encoded))] for _ in range(n_rev)]
+        if spec.grouped:
+            chosen = [encoded[i] for i in length_grouped(rng, lengths, n_rev)]
+        else:
+            chosen = [encoded[rng.randrange(len(encoded))] for _ in range(n_rev)]
         # Replay of pretraining data (fresh problems), packed several to a row: it keeps the
         # policy's own solving (fine-tuning on a few hundred revision examples eroded it without
         # replay) and teaches it to solve the last question after other text.
         seqs, masks = packed_batch(settings.seed + REVISER_SEED_OFFSET, step, spec.train.batch_size - n_rev)
+        if spec.grouped:
+            # Revision examples and replay rows padded apart (the same loss, half the padding).
+            return lm_loss_parts(m, [([s for s, _ in chosen], [k for _, k in chosen]), (seqs, masks)])
         chosen += list(zip(seqs, masks, strict=True))
         ids, att, labels = pad_batch([s for s, _ in chosen], [k for _, k in chosen], codec.pad_id)
         return lm_loss(m, ids, att, labels), int(att.sum())
@@ -161,6 +208,8 @@ def train_reviser(settings: TestbedSettings, work: Path, out: Path, dirs: dict[s
             "examples": len(examples),
             "examples_with_attempts": sum(1 for p, _ in examples if p.count(task.PROMPT_FORMAT.split("{")[0]) > 1),
             "keep_share": spec.keep_share,
+            "context": spec.context,
+            "length_grouped_batches": spec.grouped,
             "replay_fraction": spec.replay,
             "fine_tune_tokens": record["tokens"],
             "fine_tune_flops": 6 * n * record["tokens"],
@@ -174,7 +223,7 @@ def train_reviser(settings: TestbedSettings, work: Path, out: Path, dirs: dict[s
 
 
 def run_chains(
-    model, problems: Sequence[task.TestbedProblem], chains: int, length: int, seed: int
+    model, problems: Sequence[task.TestbedProblem], chains: int, length: int, seed: int, temperature: float = 1.0
 ) -> list[list[str]]:
     """Revision chains: per problem, `chains` chains of `length` attempts; attempt t sees the (at
     most 4) previous attempts of its chain. Returns, per chain (problem-major), its attempts."""
@@ -187,14 +236,16 @@ def run_chains(
     max_new = max_new_tokens_for(problems)
     for t in range(length):
         prompts = [[codec.bos_id, *codec.encode(format_reviser_prompt(p.question, h))] for p, h in zip(owners, hist, strict=True)]
-        gens = sample_batch(model, prompts, max_new_tokens=max_new, temperature=1.0,
+        gens = sample_batch(model, prompts, max_new_tokens=max_new, temperature=temperature,
                             eos_token_id=codec.eos_id, pad_token_id=codec.pad_id, seed=seed * 100 + t)
         for h, g in zip(hist, gens, strict=True):
             h.append(codec.decode(g.token_ids))
     return hist
 
 
-def evaluate_reviser(model, problems: Sequence[task.TestbedProblem], chains: int, seed: int, length: int = 5) -> dict:
+def evaluate_reviser(
+    model, problems: Sequence[task.TestbedProblem], chains: int, seed: int, length: int = 5, temperature: float = 1.0
+) -> dict:
     """Accuracy of the first attempt vs the last (after length-1 revisions), per level and group,
     and, as the paper uses revisions (it picks the answer within a chain, since revising also turns
     right answers wrong), majority over a chain's first m attempts against majority over m first
@@ -202,7 +253,7 @@ def evaluate_reviser(model, problems: Sequence[task.TestbedProblem], chains: int
     chains)."""
     from models.testbed.quality import GROUPS, mean_ci, vote
 
-    hist = run_chains(model, problems, chains, length, seed)
+    hist = run_chains(model, problems, chains, length, seed, temperature)
     m = min(length, chains)
     acc: dict[int, list[list[bool]]] = defaultdict(list)
     seq: dict[int, list[float]] = defaultdict(list)
@@ -233,6 +284,7 @@ def evaluate_reviser(model, problems: Sequence[task.TestbedProblem], chains: int
 
     return {
         "length": length,
+        "temperature": temperature,
         "levels": {str(lv): figs([lv]) for lv in sorted(acc)},
         "groups": {g: figs(lvs) for g, lvs in GROUPS.items() if any(lv in acc for lv in lvs)},
     }

@@ -261,6 +261,9 @@ def build_manifest(settings: TestbedSettings, records: dict[str, dict]) -> dict:
             "softmax(logits[good, bad]) at its tag, P(good)",
             "labels": "Monte-Carlo rollouts of the policy from each step prefix; soft label = "
             "fraction reaching the right answer; BCE",
+            "label_selection": "with wrong_per_question > 0: per question, up to that many sampled "
+            "solutions with a wrong final answer and as many with a right one; with stop_dead: after "
+            "a step no rollout finishes, later steps are labelled 0 without rollouts (OmegaPRM)",
             "init_from": "large",
         },
         "reviser": {
@@ -268,11 +271,8 @@ def build_manifest(settings: TestbedSettings, records: dict[str, dict]) -> dict:
             "attempt_format": records["reviser"].get("attempt_format"),
             "max_attempts": 4,
             "keep_share": records["reviser"].get("keep_share", 0.0),
-            "training": "0-4 of the policy's incorrect attempts in context, the last one the closest "
-            "to the target by edit distance, then a correct attempt (as the paper). Departure: a "
-            "question whose attempts are all correct gives, half the time, one correct attempt in "
-            "context before another (chains hold correct attempts at test time); with probability "
-            "keep_share questions with incorrect attempts do too; replay of packed pretraining rows",
+            "context": records["reviser"].get("context", "wrong"),
+            "training": _REVISER_TRAINING[records["reviser"].get("context", "wrong")],
         },
         "verifiers": {
             "large_likelihood": "teacher-forced log-probs of the larger LM: per-line mean log-prob, "
@@ -283,6 +283,19 @@ def build_manifest(settings: TestbedSettings, records: dict[str, dict]) -> dict:
         "stage_seconds_total": round(total_stage, 2),
         "quality": records["quality"].get("quality", {}),
     }
+
+
+_REVISER_TRAINING = {
+    "wrong": "0-4 of the policy's incorrect attempts in context, the last one the closest to the target by "
+    "edit distance, then a correct attempt (as the paper). Departure: a question whose attempts are all "
+    "correct gives, half the time, one correct attempt in context before another (chains hold correct "
+    "attempts at test time); with probability keep_share questions with incorrect attempts do too; "
+    "replay of packed pretraining rows",
+    "sampled": "Departure from the paper: 0-4 of the policy's attempts in context as sampled, right or "
+    "wrong, then another right attempt (the gold solution when none is right); the paper puts only "
+    "incorrect attempts in context, which teaches that whatever is in context is wrong, while a "
+    "test-time chain holds right attempts too. Replay of packed pretraining rows",
+}
 
 
 def _example() -> str:
