@@ -160,9 +160,14 @@ def packed_batch(seed: int, step: int, batch_size: int) -> tuple[list[list[int]]
     return seqs, masks
 
 
-def lm_loss(model: torch.nn.Module, ids: torch.Tensor, att: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def lm_loss(
+    model: torch.nn.Module, ids: torch.Tensor, att: torch.Tensor, labels: torch.Tensor, reduction: str = "mean"
+) -> torch.Tensor:
+    """Next-token cross-entropy over the labelled positions (mean, or "sum")."""
     logits = model(input_ids=ids, attention_mask=att).logits[:, :-1]
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100)
+    return F.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100, reduction=reduction
+    )
 
 
 def lm_loss_parts(model: torch.nn.Module, parts: list[tuple[list[list[int]], list[list[int]]]]) -> tuple[torch.Tensor, int]:
@@ -177,10 +182,8 @@ def lm_loss_parts(model: torch.nn.Module, parts: list[tuple[list[list[int]], lis
         if not seqs:
             continue
         ids, att, labels = pad_batch(seqs, masks, CharCodec().pad_id)
-        logits = model(input_ids=ids, attention_mask=att).logits[:, :-1]
-        target = labels[:, 1:].reshape(-1)
-        total = total + F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target, ignore_index=-100, reduction="sum")
-        n_loss += int((target != -100).sum())
+        total = total + lm_loss(model, ids, att, labels, reduction="sum")
+        n_loss += int((labels[:, 1:] != -100).sum())
         n_read += int(att.sum())
     return total / max(1, n_loss), n_read
 
