@@ -4,7 +4,9 @@ Per level: policy pass@1, pass@n, fully-correct-chain ceiling@n and the share of
 answers; the larger LM's pass@1; for each verifier (larger-LM likelihood, PRM) the step AUROC
 within the same question and step index and the solution AUROC within the same question; weighted
 best-of-k vs majority@k (paired per question, 95% CI) and the larger LM's majority at matched
-FLOPs; the reviser's first attempt vs after 4 revisions. Then the issue's targets, checked.
+FLOPs; the reviser's first attempt vs after 4 revisions, and its accuracy with 4 earlier attempts
+in context by how many of them are right (why revisions help or not). Then the issue's targets,
+checked.
 
     .venv/bin/python benchmarks/testbed_quality.py                 # default-scale testbed (cached)
     .venv/bin/python benchmarks/testbed_quality.py --quick --problems-per-level 4 --samples 8
@@ -54,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from models.testbed import ensure_testbed
-    from models.testbed.quality import evaluate_run
+    from models.testbed.quality import GROUPS, eval_problems, evaluate_run
 
     torch.set_num_threads(int(os.environ.get("TTC_TESTBED_THREADS", "1")))  # see models/testbed/train.py
     tb = args.testbed or ensure_testbed(quick=args.quick, scale=args.scale, seed=args.seed, progress=True)
@@ -107,6 +109,21 @@ def main(argv: list[str] | None = None) -> int:
                    if m else "")
             print(f"{name:>11s} | first {f['first']:.3f}  last {f['last']:.3f} ({d['mean']:+.3f} ± {d['ci95']:.3f})"
                   f"  by position {f['by_position']}{sel}")
+
+    if rev:
+        from models.testbed.reviser import context_effect
+        from models.testbed.stages import load_hf_model
+
+        print("\nreviser: accuracy with 4 of its own first attempts in context, by how many are right, "
+              "against no context on the same questions (paired, ± 95% CI)")
+        ctx = context_effect(load_hf_model(tb / "reviser"), [p for p in eval_problems(args.seed, args.problems_per_level)
+                                                            if p.level in GROUPS["easy"] + GROUPS["medium"]],
+                             seed=args.seed, temperature=args.reviser_temperature)
+        res["reviser_context"] = ctx
+        for g, f in ctx["groups"].items():
+            cells = [f"{k} right: {r['accuracy']:.3f} ({r['minus_none']['mean']:+.3f} ± {r['minus_none']['ci95']:.3f}, "
+                     f"{r['questions']} q)" for k, r in f["by_right_in_context"].items() if r["questions"] > 1]
+            print(f"{g:>11s} | none {f['none']:.3f} | " + " | ".join(cells))
 
     # The targets.
     lv = sorted(pol["levels"], key=int)

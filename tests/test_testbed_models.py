@@ -375,3 +375,29 @@ def test_switching_threads_mid_training_keeps_the_weights(tmp_path: Path) -> Non
     finally:
         torch.set_num_threads(before)
     assert _same_weights(one, two)
+
+
+@pytest.mark.slow
+def test_reviser_context_effect_pairs_each_question_with_its_no_context_accuracy(quick_testbed: Path) -> None:
+    from models.testbed.quality import eval_problems
+    from models.testbed.reviser import context_effect
+    from models.testbed.stages import load_hf_model
+
+    model = load_hf_model(quick_testbed / "reviser")
+    problems = [p for p in eval_problems(0, 2) if p.level <= 3]
+    res = context_effect(model, problems, seed=3, pool=5, repeats=2)
+    assert res == context_effect(model, problems, seed=3, pool=5, repeats=2)  # seeded
+    assert set(res["groups"]) == {"easy", "medium"}
+    for g, f in res["groups"].items():
+        rows = f["by_right_in_context"]
+        assert set(rows) == {"0", "1", "2", "3", "4"}
+        n_group = sum(p.level in ((1, 2) if g == "easy" else (3, 4, 5)) for p in problems)
+        for r in rows.values():
+            # a count k is only built where the pool of 5 holds k right and 4-k wrong attempts
+            assert 0 <= r["questions"] <= n_group
+            if r["questions"]:
+                assert 0.0 <= r["accuracy"] <= 1.0 and 0.0 <= r["none_same_questions"] <= 1.0
+                assert r["minus_none"]["n"] == r["questions"]
+        # a pool of 5 with r right attempts allows k = r - 1 and k = r (within 0..4): every question
+        # gets at least one context
+        assert sum(r["questions"] for r in rows.values()) >= n_group

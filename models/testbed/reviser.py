@@ -23,6 +23,16 @@ paper makes no example with attempts from it) gives, half the time, an example w
 correct attempts in context and another as the target, so the reviser also learns that a right
 attempt is kept (at test time chains do hold correct attempts). `keep_share` extends this to
 questions with incorrect attempts too (default 0; 0.5 made no measurable difference).
+
+Measured (benchmarks/testbed_quality.py, 40 questions per level): revisions do not help at this
+scale. The last of 5 attempts is below the first on easy (-6.2 ± 3.8 points) and no better on
+medium (-1.3 ± 3.3). `context_effect` shows why: with 4 of its own attempts in context the
+reviser is no more accurate than with none whether they are all wrong (easy +3 ± 14, medium
+-5 ± 6) or all right (easy -14 ± 7, medium -8 ± 13). It cannot tell a right attempt from a wrong
+one, so it neither keeps the first nor fixes the second, though the policy's own likelihood tells
+them apart (step AUROC .82-1.0): the signal is in its output probabilities, not in a form later
+positions read. Contexts of sampled attempts (right or wrong), 3x the steps, lr 1e-3, replay rows
+that repeat one solution (to teach copying) and temperature 0.8 all left the sign negative.
 """
 
 from __future__ import annotations
@@ -288,3 +298,60 @@ def evaluate_reviser(
         "levels": {str(lv): figs([lv]) for lv in sorted(acc)},
         "groups": {g: figs(lvs) for g, lvs in GROUPS.items() if any(lv in acc for lv in lvs)},
     }
+
+
+def context_effect(
+    model, problems: Sequence[task.TestbedProblem], seed: int, pool: int = 12, repeats: int = 3,
+    temperature: float = 1.0,
+) -> dict:
+    """Why revisions do or do not help: accuracy with 4 earlier attempts in context, by how many of
+    them are right (0-4), paired per question against the same question with no context.
+
+    The attempts are the model's own first attempts (`pool` per question, plain prompt); for each
+    question and each count k that its pool allows, one context of k right and 4-k wrong attempts
+    in random order. A reviser that can tell a right attempt from a wrong one keeps the right
+    answer (gain at k = 4) and fixes wrong ones (gain at k = 0); one that cannot only re-solves.
+    """
+    from models.testbed.quality import GROUPS, max_new_tokens_for, mean_ci, sample_completions
+    from models.testbed.sampling import sample_batch
+
+    codec = CharCodec()
+    first, _ = sample_completions(model, problems, pool, seed, temperature)
+    rng = random.Random(f"testbed-reviser-context:{seed}")
+    prompts: list[str] = []
+    meta: list[tuple[int | None, int]] = []  # (right attempts in context or None, problem index)
+    for i, p in enumerate(problems):
+        right = [a for a in first[i] if task.is_correct(a, p.answer)]
+        wrong = [a for a in first[i] if not task.is_correct(a, p.answer)]
+        prompts.append(task.format_prompt(p.question))
+        meta.append((None, i))
+        for k in range(MAX_ATTEMPTS + 1):
+            if len(right) >= k and len(wrong) >= MAX_ATTEMPTS - k:
+                ctx = rng.sample(right, k) + rng.sample(wrong, MAX_ATTEMPTS - k)
+                rng.shuffle(ctx)
+                prompts.append(format_reviser_prompt(p.question, ctx))
+                meta.append((k, i))
+    ids = [[codec.bos_id, *codec.encode(t)] for t in prompts]
+    hits: dict[tuple[int | None, int], list[bool]] = defaultdict(list)
+    for r in range(repeats):
+        gens = sample_batch(model, ids, max_new_tokens=max_new_tokens_for(problems), temperature=temperature,
+                            eos_token_id=codec.eos_id, pad_token_id=codec.pad_id, seed=seed * 100 + 50 + r)
+        for key, g in zip(meta, gens, strict=True):
+            hits[key].append(task.is_correct(codec.decode(g.token_ids), problems[key[1]].answer))
+    out: dict = {"context_attempts": MAX_ATTEMPTS, "pool": pool, "repeats": repeats, "groups": {}}
+    for g, lvs in GROUPS.items():
+        idx = [i for i, p in enumerate(problems) if p.level in lvs]
+        if not idx:
+            continue
+        rows = {}
+        for k in range(MAX_ATTEMPTS + 1):
+            have = [i for i in idx if (k, i) in hits]
+            rows[str(k)] = {
+                "questions": len(have),
+                "accuracy": round(float(np.mean([x for i in have for x in hits[(k, i)]])), 4) if have else None,
+                "none_same_questions": round(float(np.mean([x for i in have for x in hits[(None, i)]])), 4) if have else None,
+                "minus_none": mean_ci([np.mean(hits[(k, i)]) - np.mean(hits[(None, i)]) for i in have]),
+            }
+        out["groups"][g] = {"none": round(float(np.mean([x for i in idx for x in hits[(None, i)]])), 4),
+                            "by_right_in_context": rows}
+    return out

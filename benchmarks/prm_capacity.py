@@ -1,0 +1,171 @@
+"""Can the testbed's PRM learn to check steps at all? A diagnostic, not the shipped recipe.
+
+The shipped PRM (models/testbed/prm.py) learns from Monte-Carlo rollout labels and ranks steps at
+chance on new questions. This script asks whether the labels are to blame: it trains the same PRM
+(initialised from the testbed's larger LM, the same input format, BCE at the step tags plus the
+auxiliary LM loss) on *perfect* labels, prefix correctness from the programmatic step checker, for
+the policy's own solutions to many fresh questions; then it reports the within-question,
+same-step-index step AUROC on the training solutions and on new questions. The step checker trains
+only this throwaway model, never a shipped verifier.
+
+`--extra-layers N` stacks N new decoder layers on the larger LM (their output projections zeroed,
+so training starts from the larger LM exactly). Why: a wrong line shows as a token the LM did not
+expect, but the LM's expectation exists only at its last layer, which no later position of the
+same model can read; new layers on top can.
+
+    .venv/bin/python benchmarks/prm_capacity.py --testbed DIR --questions 1200 --steps 1000
+    .venv/bin/python benchmarks/prm_capacity.py --testbed DIR --extra-layers 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def _labelled(policy, questions: int, seed: int, levels) -> list[dict]:
+    """The policy's solutions (outcome-balanced as the shipped PRM's) with step-checker labels."""
+    from models.testbed import task
+    from models.testbed.prm import _select, _trim
+    from models.testbed.quality import sample_completions
+
+    problems = task.generate_problems(questions, seed, levels)
+    comps, _ = sample_completions(policy, problems, 16, seed)
+    items = []
+    for p, cs in zip(problems, comps, strict=True):
+        for c in _select(p, cs, 4):
+            lines = _trim(c)
+            if not lines:
+                continue
+            ok = task.check_steps(p, c)
+            has_answer = lines[-1].startswith(task.ANSWER_PREFIX.strip())
+            n_steps = len(lines) - 1 if has_answer else len(lines)
+            labels = [float(ok[j]) if j < len(ok) else 0.0 for j in range(n_steps)]
+            if has_answer:
+                labels.append(float(task.is_correct(lines[-1], p.answer)))
+            items.append({"question": p.question, "answer": p.answer, "level": p.level, "lines": lines,
+                          "labels": labels, "steps_ok": ok})
+    return items
+
+
+def _deepen(model, extra: int, seed: int):
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = model.config.to_dict()
+    n = cfg["num_hidden_layers"]
+    cfg["num_hidden_layers"] = n + extra
+    torch.manual_seed(seed)
+    deep = LlamaForCausalLM(LlamaConfig(**cfg))
+    _, unexpected = deep.load_state_dict(model.state_dict(), strict=False)
+    if unexpected:
+        raise RuntimeError(f"unexpected weights {unexpected}")
+    with torch.no_grad():
+        for layer in deep.model.layers[n:]:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+    return deep
+
+
+def _step_auroc(model, items: list[dict]) -> dict[int, tuple[float | None, int]]:
+    """Within-question, same-step-index step AUROC per level (and 0: all levels)."""
+    from models.testbed.quality import grouped_auroc
+    from models.testbed.verifiers import prm_line_scores
+
+    scores = prm_line_scores(model.eval(), [it["question"] for it in items],
+                             ["\n".join(it["lines"]) for it in items])
+    groups: dict[tuple, list] = {}
+    for it, s in zip(items, scores, strict=True):
+        for j, y in enumerate(it["steps_ok"][: len(s)]):
+            groups.setdefault((it["level"], it["question"], j), []).append((s[j], y))
+    out = {lv: grouped_auroc([g for k, g in groups.items() if k[0] == lv]) for lv in sorted({k[0] for k in groups})}
+    out[0] = grouped_auroc(list(groups.values()))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--testbed", type=Path, help="a testbed directory (default: the cached default one)")
+    ap.add_argument("--questions", type=int, default=1200, help="fresh training questions (16 samples each)")
+    ap.add_argument("--steps", type=int, default=1000)
+    ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--lm-weight", type=float, default=0.5)
+    ap.add_argument("--extra-layers", type=int, default=0)
+    ap.add_argument("--eval-per-level", type=int, default=16)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from models.testbed import ensure_testbed, task
+    from models.testbed.modeling import TrainSpec, train_loop
+    from models.testbed.prm import prm_batch, prm_loss
+    from models.testbed.quality import eval_problems
+    from models.testbed.stages import load_hf_model
+    from models.testbed.tokenizer import CharCodec
+
+    torch.set_num_threads(1)
+    tb = args.testbed or ensure_testbed(quick=False, scale="default", seed=args.seed, progress=True)
+    policy = load_hf_model(tb / "policy")
+    t0 = time.perf_counter()
+    train_items = _labelled(policy, args.questions, 7_000_003 + args.seed, task.DEFAULT_LEVELS)
+    ev = eval_problems(args.seed, args.eval_per_level)
+    # held-out: the evaluation questions, disjoint from the training stream by seed
+    test_items = _labelled_from(policy, ev, args.seed)
+    print(f"labelled {len(train_items)} training solutions ({args.questions} questions) in "
+          f"{time.perf_counter() - t0:.0f} s; mean step label "
+          f"{sum(y for it in train_items for y in it['labels']) / sum(len(it['labels']) for it in train_items):.3f}")
+
+    model = load_hf_model(tb / "large")
+    if args.extra_layers:
+        model = _deepen(model, args.extra_layers, args.seed)
+    codec = CharCodec()
+    lengths = [sum(len(line) + 2 for line in it["lines"]) + len(it["question"]) for it in train_items]
+
+    def loss_fn(m: torch.nn.Module, step: int) -> tuple[torch.Tensor, int]:
+        rng = random.Random(f"prm-capacity:{args.seed}:{step}")
+        return prm_loss(m, prm_batch(train_items, rng, 16, codec, lengths), codec, args.lm_weight)
+
+    model.train()
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = TrainSpec(steps=args.steps, batch_size=16, lr=args.lr, warmup=20)
+        train_loop(model, spec, loss_fn, Path(tmp) / "ckpt.pt", desc="prm-capacity", progress=True)
+    print(f"trained {args.steps} steps in {time.perf_counter() - t0:.0f} s "
+          f"({model.config.num_hidden_layers} layers, lr {args.lr}, LM weight {args.lm_weight})")
+
+    fit = _step_auroc(model, train_items[: 4 * len(test_items)])
+    held = _step_auroc(model, test_items)
+    print("\nstep AUROC within question and step index (pairs)")
+    print("level | training solutions | new questions")
+    for lv in sorted(held):
+        name = "all" if lv == 0 else str(lv)
+        a, n = fit.get(lv, (None, 0))
+        b, m = held[lv]
+        print(f"{name:>5s} | {'-' if a is None else f'{a:.3f}':>6s} ({n:>5d}) | {'-' if b is None else f'{b:.3f}':>6s} ({m:>5d})")
+    return 0
+
+
+def _labelled_from(policy, problems, seed: int) -> list[dict]:
+    """Held-out solutions: 8 policy samples per evaluation question, every one labelled."""
+    from models.testbed import task
+    from models.testbed.prm import _trim
+    from models.testbed.quality import sample_completions
+
+    comps, _ = sample_completions(policy, problems, 8, seed + 5)
+    out = []
+    for p, cs in zip(problems, comps, strict=True):
+        for c in cs:
+            lines = _trim(c)
+            if lines:
+                out.append({"question": p.question, "answer": p.answer, "level": p.level, "lines": lines,
+                            "labels": [], "steps_ok": task.check_steps(p, c)})
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())
