@@ -27,17 +27,17 @@ import time
 from pathlib import Path
 
 
-def _labelled(policy, questions: int, seed: int, levels) -> list[dict]:
-    """The policy's solutions (outcome-balanced as the shipped PRM's) with step-checker labels."""
+def _labelled(policy, problems, samples: int, seed: int, balanced: bool) -> list[dict]:
+    """The policy's solutions with step-checker labels (prefix correctness, and the answer line's
+    correctness last); `balanced`: outcome-balanced as the shipped PRM's (`_select`), else all."""
     from models.testbed import task
     from models.testbed.prm import _select, _trim
     from models.testbed.quality import sample_completions
 
-    problems = task.generate_problems(questions, seed, levels)
-    comps, _ = sample_completions(policy, problems, 16, seed)
+    comps, _ = sample_completions(policy, problems, samples, seed)
     items = []
     for p, cs in zip(problems, comps, strict=True):
-        for c in _select(p, cs, 4):
+        for c in _select(p, cs, 4) if balanced else cs:
             lines = _trim(c)
             if not lines:
                 continue
@@ -49,6 +49,25 @@ def _labelled(policy, questions: int, seed: int, levels) -> list[dict]:
                 labels.append(float(task.is_correct(lines[-1], p.answer)))
             items.append({"question": p.question, "answer": p.answer, "level": p.level, "lines": lines,
                           "labels": labels, "steps_ok": ok})
+    return items
+
+
+def _rollout_labelled(policy, questions: int, seed: int) -> list[dict]:
+    """The shipped PRM's Monte-Carlo labels (`rollout_labels`, its default settings) for more
+    questions; the step checker's verdicts ride along for the training-fit figure only."""
+    from dataclasses import replace
+
+    from models.testbed import task
+    from models.testbed.prm import rollout_labels
+    from models.testbed.settings import TestbedSettings
+
+    settings = TestbedSettings(quick=False, scale="default", seed=seed)
+    object.__setattr__(settings, "prm", replace(settings.prm, questions=questions))
+    items, stats = rollout_labels(policy, settings, progress=True)
+    print(f"{stats['prm_rollouts']:,} rollouts in {stats['prm_rollout_seconds']:.0f} s")
+    for it in items:
+        p = task.make_problem("x", it["question"])
+        it["level"], it["steps_ok"] = p.level, task.check_steps(p, "\n".join(it["lines"]))
     return items
 
 
@@ -95,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--lm-weight", type=float, default=0.5)
     ap.add_argument("--extra-layers", type=int, default=0)
+    ap.add_argument("--labels", default="checker", choices=["checker", "rollouts"],
+                    help="checker: perfect prefix labels; rollouts: the shipped Monte-Carlo labels "
+                         "(6 rollouts per step) for the same number of questions")
     ap.add_argument("--eval-per-level", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
@@ -112,10 +134,14 @@ def main(argv: list[str] | None = None) -> int:
     tb = args.testbed or ensure_testbed(quick=False, scale="default", seed=args.seed, progress=True)
     policy = load_hf_model(tb / "policy")
     t0 = time.perf_counter()
-    train_items = _labelled(policy, args.questions, 7_000_003 + args.seed, task.DEFAULT_LEVELS)
+    if args.labels == "checker":
+        problems = task.generate_problems(args.questions, 7_000_003 + args.seed, task.DEFAULT_LEVELS)
+        train_items = _labelled(policy, problems, 16, 7_000_003 + args.seed, balanced=True)
+    else:
+        train_items = _rollout_labelled(policy, args.questions, args.seed)
     ev = eval_problems(args.seed, args.eval_per_level)
     # held-out: the evaluation questions, disjoint from the training stream by seed
-    test_items = _labelled_from(policy, ev, args.seed)
+    test_items = _labelled(policy, ev, 8, args.seed + 5, balanced=False)
     print(f"labelled {len(train_items)} training solutions ({args.questions} questions) in "
           f"{time.perf_counter() - t0:.0f} s; mean step label "
           f"{sum(y for it in train_items for y in it['labels']) / sum(len(it['labels']) for it in train_items):.3f}")
@@ -148,23 +174,6 @@ def main(argv: list[str] | None = None) -> int:
         b, m = held[lv]
         print(f"{name:>5s} | {'-' if a is None else f'{a:.3f}':>6s} ({n:>5d}) | {'-' if b is None else f'{b:.3f}':>6s} ({m:>5d})")
     return 0
-
-
-def _labelled_from(policy, problems, seed: int) -> list[dict]:
-    """Held-out solutions: 8 policy samples per evaluation question, every one labelled."""
-    from models.testbed import task
-    from models.testbed.prm import _trim
-    from models.testbed.quality import sample_completions
-
-    comps, _ = sample_completions(policy, problems, 8, seed + 5)
-    out = []
-    for p, cs in zip(problems, comps, strict=True):
-        for c in cs:
-            lines = _trim(c)
-            if lines:
-                out.append({"question": p.question, "answer": p.answer, "level": p.level, "lines": lines,
-                            "labels": [], "steps_ok": task.check_steps(p, c)})
-    return out
 
 
 if __name__ == "__main__":

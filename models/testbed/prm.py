@@ -16,8 +16,10 @@ there; it learns which questions and positions fail, not which lines are wrong. 
 the cause: `benchmarks/prm_capacity.py` trains this PRM on perfect step-checker labels for 5.8k
 solutions of 1,200 questions and gets .55 on new questions after 1,000 steps; with two more
 decoder layers on top of the larger LM (which can read its next-token expectations at earlier
-positions, where a wrong line shows) and 2,000 steps, .66 (.88 on its training lines). The larger
-LM's likelihood is the testbed's verifier that checks steps.
+positions, where a wrong line shows) and 2,000 steps, .66 (.88 on its training lines); with those
+layers and this module's rollout labels for 1,200 questions (5 min of rollouts, 14 min of
+training), .61 (.90 on level 2, .74 on level 5). The larger LM's likelihood is the testbed's
+verifier that checks steps.
 """
 
 from __future__ import annotations
