@@ -31,24 +31,21 @@ def _labelled(policy, problems, samples: int, seed: int, balanced: bool) -> list
     """The policy's solutions with step-checker labels (prefix correctness, and the answer line's
     correctness last); `balanced`: outcome-balanced as the shipped PRM's (`_select`), else all."""
     from models.testbed import task
-    from models.testbed.prm import _select, _trim
+    from models.testbed.prm import _select, solution_item
     from models.testbed.quality import sample_completions
 
     comps, _ = sample_completions(policy, problems, samples, seed)
     items = []
     for p, cs in zip(problems, comps, strict=True):
         for c in _select(p, cs, 4) if balanced else cs:
-            lines = _trim(c)
-            if not lines:
+            it = solution_item(p, c)
+            if it is None:
                 continue
             ok = task.check_steps(p, c)
-            has_answer = lines[-1].startswith(task.ANSWER_PREFIX.strip())
-            n_steps = len(lines) - 1 if has_answer else len(lines)
-            labels = [float(ok[j]) if j < len(ok) else 0.0 for j in range(n_steps)]
-            if has_answer:
-                labels.append(float(task.is_correct(lines[-1], p.answer)))
-            items.append({"question": p.question, "answer": p.answer, "level": p.level, "lines": lines,
-                          "labels": labels, "steps_ok": ok})
+            for j in range(it.pop("n_steps")):
+                it["labels"][j] = float(j < len(ok) and ok[j])
+            it.update(level=p.level, steps_ok=ok)
+            items.append(it)
     return items
 
 

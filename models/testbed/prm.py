@@ -69,6 +69,21 @@ def _select(problem: task.TestbedProblem, completions: list[str], wrong_cap: int
     return [c for i, c in enumerate(completions) if i in keep]
 
 
+def solution_item(problem: task.TestbedProblem, completion: str) -> dict | None:
+    """A solution to label: its lines up to the answer line, a label per line (0 for now; the
+    answer line's is its correctness) and `n_steps`, the lines before the answer line. None for an
+    empty completion."""
+    lines = _trim(completion)
+    if not lines:
+        return None
+    has_answer = lines[-1].startswith(task.ANSWER_PREFIX.strip())
+    item = {"question": problem.question, "answer": problem.answer, "lines": lines, "labels": [0.0] * len(lines),
+            "n_steps": len(lines) - 1 if has_answer else len(lines)}
+    if has_answer:
+        item["labels"][-1] = float(task.is_correct(lines[-1], problem.answer))
+    return item
+
+
 def rollout_labels(policy, settings: TestbedSettings, progress: bool) -> tuple[list[dict], dict]:
     """Solutions with a Monte-Carlo soft label per line, and counts for the manifest.
 
@@ -89,15 +104,9 @@ def rollout_labels(policy, settings: TestbedSettings, progress: bool) -> tuple[l
     items = []
     for p, cs in zip(problems, comps, strict=True):
         for c in _select(p, cs, spec.wrong_per_question):
-            lines = _trim(c)
-            if not lines:
-                continue
-            has_answer = lines[-1].startswith(task.ANSWER_PREFIX.strip())
-            item = {"question": p.question, "answer": p.answer, "lines": lines, "labels": [0.0] * len(lines),
-                    "n_steps": len(lines) - 1 if has_answer else len(lines)}
-            if has_answer:
-                item["labels"][-1] = float(task.is_correct(lines[-1], p.answer))
-            items.append(item)
+            item = solution_item(p, c)
+            if item is not None:
+                items.append(item)
     if progress:
         print(f"[prm] rollouts from {len(items)} solutions", flush=True)
     t0 = time.perf_counter()

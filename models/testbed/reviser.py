@@ -112,6 +112,8 @@ def revision_examples(
         right = [a for a in atts if task.is_correct(a, p.answer)]
         wrong = [a for a in atts if not task.is_correct(a, p.answer)]
         target = rng.choice(right) if right else p.completion
+        # the wrong attempt closest to the target: the last one in context when wrong ones are shown
+        closest = min(wrong, key=lambda w: (edit_distance(w, target), w)) if wrong else None
         for _ in range(2):
             m = rng.randint(0, min(MAX_ATTEMPTS, len(wrong) + (1 if right else 0)))
             if m == 0:
@@ -124,9 +126,8 @@ def revision_examples(
                 continue
             else:
                 m = min(m, len(wrong))
-                last = min(wrong, key=lambda w: (edit_distance(w, target), w))
-                others = [w for w in wrong if w is not last]
-                ctx = [*rng.sample(others, min(m - 1, len(others))), last]
+                others = [w for w in wrong if w is not closest]
+                ctx = [*rng.sample(others, min(m - 1, len(others))), closest]
             out.append((format_reviser_prompt(p.question, ctx), target))
     return out
 

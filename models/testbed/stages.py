@@ -44,8 +44,9 @@ def load_model(stage_dir: Path):
 
 # The larger LM pretrains in a child process on one core while the main process trains the policy,
 # the reviser and the PRM's rollout labels on the other; that work ends at about this share of the
-# larger LM's steps (default: policy 205 + reviser 120 + labels 60 s against 510 s for the larger
-# LM alone; paper: the same against about 1,260 s), and from then on the larger LM takes both cores.
+# larger LM's steps (default: policy 198 + reviser 112 + labels 40 s against about 510 s for the
+# larger LM alone; paper: the same against about 1,260 s), and from then on the larger LM takes
+# both cores.
 # A fixed step, so timing never changes what is computed (and the weights are the same with one
 # thread or two); late rather than early, as three busy threads on two cores stall each other.
 LARGE_TWO_THREADS_FROM = {"default": 0.78, "paper": 0.33}
