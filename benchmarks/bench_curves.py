@@ -14,8 +14,9 @@ import time
 import numpy as np
 import pandas as pd
 
-from planner.curves import CurveOptions, _answer_classes, _resolve_votes, profile_from_samples
-from planner.schema import canonical_config
+from planner.estimate.curves import CurveOptions, profile_from_samples
+from planner.estimate.votes import answer_classes, resolve_votes
+from planner.tables import canonical_config
 
 P, N, SEEDS = 500, 256, 20
 
@@ -36,11 +37,19 @@ def make_pools(seed: int = 0) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=["problem_id", "position", "answer", "correct", "score"])
     df["strategy"], df["config"], df["run"], df["verifier"] = "sample", cfg, 0, "prm"
     df["step_scores"] = [[] for _ in range(len(df))]
-    df["prompt_tokens"], df["gen_tokens"], df["gen_flops"], df["verifier_flops"], df["wall_s"] = 10, 50, 1e6, 2e5, np.nan
+    df["prompt_tokens"], df["gen_tokens"], df["gen_flops"], df["verifier_flops"], df["wall_s"] = (
+        10,
+        50,
+        1e6,
+        2e5,
+        np.nan,
+    )
     return df
 
 
-def prefix_estimates(df: pd.DataFrame, budgets: list[int], seed: int) -> dict[tuple[str, int], float]:
+def prefix_estimates(
+    df: pd.DataFrame, budgets: list[int], seed: int
+) -> dict[tuple[str, int], float]:
     """search-and-learn style: shuffle each pool once and read budget k from its first k samples."""
     rng = np.random.default_rng(seed)
     out: dict[tuple[str, int], list[float]] = {}
@@ -49,14 +58,14 @@ def prefix_estimates(df: pd.DataFrame, budgets: list[int], seed: int) -> dict[tu
         ans = g["answer"].to_numpy()[order]
         ok = g["correct"].to_numpy()[order]
         sc = g["score"].to_numpy()[order]
-        cls, cls_ok = _answer_classes(ans.tolist(), ok)
+        cls, cls_ok = answer_classes(ans.tolist(), ok)
         for k in budgets:
             c = cls[:k]
             out.setdefault(("coverage", k), []).append(float(ok[:k].any()))
             counts = np.bincount(c, minlength=len(cls_ok)).astype(float)[None, :]
-            out.setdefault(("majority", k), []).append(float(_resolve_votes(counts, cls_ok)[0]))
+            out.setdefault(("majority", k), []).append(float(resolve_votes(counts, cls_ok)[0]))
             w = np.bincount(c, weights=sc[:k], minlength=len(cls_ok))[None, :]
-            out.setdefault(("weighted", k), []).append(float(_resolve_votes(w, cls_ok)[0]))
+            out.setdefault(("weighted", k), []).append(float(resolve_votes(w, cls_ok)[0]))
             out.setdefault(("best", k), []).append(float(ok[:k][np.argmax(sc[:k])]))
     return {key: float(np.mean(v)) for key, v in out.items()}
 
@@ -75,13 +84,19 @@ def main() -> None:
     budgets = [2**i for i in range(9)]
     ours(df, 0)  # warm-up
     _, dt = ours(df, 0)
-    print(f"profile_from_samples: {P} problems x n={N}, budgets {budgets}, coverage + best + majority + "
-          f"weighted majority ({CurveOptions().mc_samples} Monte Carlo subsets where not exact):")
-    print(f"  wall {dt[0]:.2f} s, CPU {dt[1]:.2f} s (target <= 1 s); load average "
-          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(
+        f"profile_from_samples: {P} problems x n={N}, budgets {budgets}, coverage + best + majority + "
+        f"weighted majority ({CurveOptions().mc_samples} Monte Carlo subsets where not exact):"
+    )
+    print(
+        f"  wall {dt[0]:.2f} s, CPU {dt[1]:.2f} s (target <= 1 s); load average "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    )
     runs_ours = [ours(df, s)[0] for s in range(SEEDS)]
     runs_prefix = [prefix_estimates(df, budgets, s) for s in range(SEEDS)]
-    print(f"\nstd of the mean accuracy across {SEEDS} seeds (ours / prefix subsampling; target ratio <= 0.3)")
+    print(
+        f"\nstd of the mean accuracy across {SEEDS} seeds (ours / prefix subsampling; target ratio <= 0.3)"
+    )
     print(f"{'method':>10} {'k':>4} {'ours':>10} {'prefix':>10} {'ratio':>7}")
     worst = 0.0
     for method in ("coverage", "best", "majority", "weighted"):

@@ -48,11 +48,16 @@ def _model_dir(args: argparse.Namespace) -> Path:
 
         tok = build_tokenizer()
         cfg = transformers.LlamaConfig(
-            vocab_size=len(tok), hidden_size=args.random_hidden,
-            intermediate_size=4 * args.random_hidden, num_hidden_layers=args.random_layers,
-            num_attention_heads=max(1, args.random_hidden // 32), max_position_embeddings=1024,
-            pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
-            eos_token_id=tok.eos_token_id)
+            vocab_size=len(tok),
+            hidden_size=args.random_hidden,
+            intermediate_size=4 * args.random_hidden,
+            num_hidden_layers=args.random_layers,
+            num_attention_heads=max(1, args.random_hidden // 32),
+            max_position_embeddings=1024,
+            pad_token_id=tok.pad_token_id,
+            bos_token_id=tok.bos_token_id,
+            eos_token_id=tok.eos_token_id,
+        )
         torch.manual_seed(0)
         out = Path(tempfile.mkdtemp()) / f"random-{args.random_hidden}x{args.random_layers}"
         transformers.LlamaForCausalLM(cfg).save_pretrained(out)
@@ -66,22 +71,40 @@ def _model_dir(args: argparse.Namespace) -> Path:
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", help="local model directory (default: the quick testbed policy)")
-    ap.add_argument("--random-hidden", type=int, default=0,
-                    help="benchmark a random Llama of this width instead (testbed tokenizer)")
+    ap.add_argument(
+        "--random-hidden",
+        type=int,
+        default=0,
+        help="benchmark a random Llama of this width instead (testbed tokenizer)",
+    )
     ap.add_argument("--random-layers", type=int, default=4)
     ap.add_argument("--prompts", type=int, default=8)
     ap.add_argument("--n", type=int, default=8, help="samples per prompt (batch = prompts x n)")
     ap.add_argument("--max-new-tokens", type=int, default=64)
-    ap.add_argument("--one-at-a-time", type=int, default=8,
-                    help="how many of the samples to draw one per call (throughput extrapolates)")
+    ap.add_argument(
+        "--one-at-a-time",
+        type=int,
+        default=8,
+        help="how many of the samples to draw one per call (throughput extrapolates)",
+    )
     ap.add_argument("--beam-n", type=int, default=16)
     ap.add_argument("--beam-m", type=int, default=4)
-    ap.add_argument("--max-step-tokens", type=int, default=32,
-                    help="beam search's cap on one step (testbed lines are < 32 characters)")
-    ap.add_argument("--prm", help="guide beam (and score sample) with this local PRM dir "
-                    "(default: the policy's own likelihood, a free verifier)")
-    ap.add_argument("--prm-args", default="step_tag=<step>,good_token=<good>,bad_token=<bad>",
-                    help="k=v,... passed to profiling.verifiers.load_prm with --prm")
+    ap.add_argument(
+        "--max-step-tokens",
+        type=int,
+        default=32,
+        help="beam search's cap on one step (testbed lines are < 32 characters)",
+    )
+    ap.add_argument(
+        "--prm",
+        help="guide beam (and score sample) with this local PRM dir "
+        "(default: the policy's own likelihood, a free verifier)",
+    )
+    ap.add_argument(
+        "--prm-args",
+        default="step_tag=<step>,good_token=<good>,bad_token=<bad>",
+        help="k=v,... passed to profiling.verifiers.load_prm with --prm",
+    )
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--repeats", type=int, default=5)
@@ -96,8 +119,9 @@ def main(argv: list[str] | None = None) -> dict:
     from profiling.verifiers import SelfLikelihood
 
     path = _model_dir(args)
-    backend = TransformersBackend.load(path, device=args.device,
-                                       batch_size=args.prompts * args.n, threads=args.threads)
+    backend = TransformersBackend.load(
+        path, device=args.device, batch_size=args.prompts * args.n, threads=args.threads
+    )
     model = backend.model
     problems = testbed_problems(generate_problems(args.prompts, seed=123))
     prompts = [backend.prompt_ids(p) for p in problems]
@@ -115,14 +139,23 @@ def main(argv: list[str] | None = None) -> dict:
     width = max(map(len, flat))
     pad = backend.pad_token_id
     ids = torch.tensor([[pad] * (width - len(p)) + p for p in flat], device=backend.device)
-    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in flat],
-                        device=backend.device)
+    mask = torch.tensor(
+        [[0] * (width - len(p)) + [1] * len(p) for p in flat], device=backend.device
+    )
 
     def hf_generate():
         with torch.no_grad():
-            return model.generate(input_ids=ids, attention_mask=mask, do_sample=True,
-                                  temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=T,
-                                  eos_token_id=backend.eos_token_id, pad_token_id=pad)
+            return model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                do_sample=True,
+                temperature=1.0,
+                top_p=1.0,
+                top_k=0,
+                max_new_tokens=T,
+                eos_token_id=backend.eos_token_id,
+                pad_token_id=pad,
+            )
 
     out = hf_generate()
     new = out[:, width:]
@@ -142,8 +175,10 @@ def main(argv: list[str] | None = None) -> dict:
     single = flat[: args.one_at_a_time]
 
     def one_by_one():
-        return [sample_batch(model, [p], pad_token_id=pad, eos_token_id=backend.eos_token_id,
-                             **kw) for p in single]
+        return [
+            sample_batch(model, [p], pad_token_id=pad, eos_token_id=backend.eos_token_id, **kw)
+            for p in single
+        ]
 
     singles = one_by_one()
     single_tokens = sum(len(g[0].token_ids) for g in singles)
@@ -170,14 +205,20 @@ def main(argv: list[str] | None = None) -> dict:
 
         kv = dict(x.split("=", 1) for x in args.prm_args.split(",") if x)
         verifier = load_prm(args.prm, batch_size=args.prompts * args.n, **kv)
-    beam_cfg = {"n": args.beam_n, "m": args.beam_m, "max_step_tokens": args.max_step_tokens,
-                "max_new_tokens": T, "temperature": 1.0}
+    beam_cfg = {
+        "n": args.beam_n,
+        "m": args.beam_m,
+        "max_step_tokens": args.max_step_tokens,
+        "max_new_tokens": T,
+        "temperature": 1.0,
+    }
     sample_cfg = {"n": args.beam_n, "max_new_tokens": T, "temperature": 1.0}
     sub = problems[: max(1, args.prompts // 2)]
 
     calls = [0]
     hook = model.get_input_embeddings().register_forward_pre_hook(
-        lambda *_: calls.__setitem__(0, calls[0] + 1))
+        lambda *_: calls.__setitem__(0, calls[0] + 1)
+    )
 
     def per_token(strategy: str, cfg: dict) -> tuple[float, float]:
         """Wall seconds per generated token, and generated tokens per forward pass."""
@@ -185,8 +226,9 @@ def main(argv: list[str] | None = None) -> dict:
         rows = run(strategy, sub, backend, verifier, cfg)
         tokens = max(1, sum(r["gen_tokens"] for r in rows))
         per_forward = tokens / max(1, calls[0])
-        return _best_time(lambda: run(strategy, sub, backend, verifier, cfg),
-                          args.repeats) / tokens, per_forward
+        return _best_time(
+            lambda: run(strategy, sub, backend, verifier, cfg), args.repeats
+        ) / tokens, per_forward
 
     # A beam round lasts as long as its longest step: tokens per forward pass say how much of
     # the batch a round keeps busy (the cause when beam's per-token time exceeds sample's).
@@ -221,9 +263,14 @@ def main(argv: list[str] | None = None) -> dict:
         "verifier": verifier.verifier_id,
         "beam_vs_sample_per_token": round(beam_pt / sample_pt, 3),
         "tokens_per_forward": {"beam": round(beam_tpf, 1), "sample": round(sample_tpf, 1)},
-        **({} if uncached_pt is None else {
-            "beam_vs_sample_per_token_no_verifier_cache": round(uncached_pt / sample_pt, 3),
-            "beam_verifier_cache_speedup": round(uncached_pt / beam_pt, 3)}),
+        **(
+            {}
+            if uncached_pt is None
+            else {
+                "beam_vs_sample_per_token_no_verifier_cache": round(uncached_pt / sample_pt, 3),
+                "beam_verifier_cache_speedup": round(uncached_pt / beam_pt, 3),
+            }
+        ),
         "sample_vs_ceiling": round(sample_tps / ceiling_tps, 3),
     }
     print(json.dumps(result, indent=2))

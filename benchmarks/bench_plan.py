@@ -3,7 +3,7 @@
 Prints the wall and CPU time of the dense core of `ttc plan` (two-fold cross-fitted selection
 within 5 bins at 9 budgets, then the mean and 95% CI of the compute-optimal accuracy at each
 budget) and the peak resident memory. Targets: <= 5 s and <= 2 GB. Then, on the same data, the
-wall and CPU time of the promise estimator `ttc plan` runs after it (`planner.expect`: seeded
+wall and CPU time of the promise estimator `ttc plan` runs after it (`planner.optimize.expect`: seeded
 10-fold splits repeated 5 times, and the K-fold estimate of each deployed choice with its
 1000-resample bootstrap interval, the plan's defaults); no target, its own line.
 Run: `.venv/bin/python benchmarks/bench_plan.py`.
@@ -18,8 +18,9 @@ import tracemalloc
 
 import numpy as np
 
-from planner.expect import kfold_estimate, kfold_folds
-from planner.optimize import cross_fit, mean_ci
+from planner.optimize.crossfit import cross_fit
+from planner.optimize.expect import kfold_estimate, kfold_folds
+from planner.stats import mean_ci
 
 P, C, B, BINS = 100_000, 200, 9, 5
 K, R, N_BOOT = 10, 5, 1000  # the promise estimator's settings: `ttc plan`'s defaults
@@ -38,7 +39,7 @@ def main() -> None:
         gain = (np.log2(b) / 8.0) * slope[None, :]
         block = 1.0 - difficulty[:, None] + gain * difficulty[:, None] * 0.5
         block += 0.05 * rng.standard_normal(block.shape, dtype=np.float32)
-        acc[:, j * C:(j + 1) * C] = np.clip(block, 0, 1)
+        acc[:, j * C : (j + 1) * C] = np.clip(block, 0, 1)
     del block
     bins = np.minimum((difficulty * BINS).astype(np.int64), BINS - 1)
     folds = rng.integers(0, 2, P)
@@ -50,10 +51,14 @@ def main() -> None:
     work_gb = tracemalloc.get_traced_memory()[1] / 1024**3
     tracemalloc.stop()
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
-    print(f"selection: {P} problems x {C} configs x {B} budgets ({n_opt} options), {BINS} bins, 2 folds")
-    print(f"wall {wall:.2f} s, CPU {cpu:.2f} s (target <= 5 s); peak RSS {peak_gb:.2f} GB "
-          f"(target <= 2 GB; input {acc.nbytes / 1024**3:.2f} GB, selection's own peak {work_gb:.2f} GB); "
-          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(
+        f"selection: {P} problems x {C} configs x {B} budgets ({n_opt} options), {BINS} bins, 2 folds"
+    )
+    print(
+        f"wall {wall:.2f} s, CPU {cpu:.2f} s (target <= 5 s); peak RSS {peak_gb:.2f} GB "
+        f"(target <= 2 GB; input {acc.nbytes / 1024**3:.2f} GB, selection's own peak {work_gb:.2f} GB); "
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    )
     for b, (m, lo, hi) in zip(budgets, cis, strict=True):
         print(f"  budget {b:5.0f}: compute-optimal accuracy {m:.4f} [{lo:.4f}, {hi:.4f}]")
 
@@ -61,12 +66,23 @@ def main() -> None:
     ids = [f"p{i:06d}" for i in range(P)]
     t0, c0 = time.perf_counter(), time.process_time()
     kfolds = kfold_folds(ids, bins, K, R, seed=0)
-    est = kfold_estimate(acc, cost, bins, kfolds, budgets.tolist(), deploy=fit.deploy, ci=0.95,
-                         n_boot=N_BOOT, rng=np.random.default_rng([0, 1]))
+    est = kfold_estimate(
+        acc,
+        cost,
+        bins,
+        kfolds,
+        budgets.tolist(),
+        deploy=fit.deploy,
+        ci=0.95,
+        n_boot=N_BOOT,
+        rng=np.random.default_rng([0, 1]),
+    )
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    print(f"promise (repeated K-fold, K={K}, R={R}, n_boot={N_BOOT}, interval {est.ci_method}): "
-          f"wall {wall:.2f} s, CPU {cpu:.2f} s; mean agreement with the deployed choice "
-          f"{np.nanmean(est.agreement):.3f}")
+    print(
+        f"promise (repeated K-fold, K={K}, R={R}, n_boot={N_BOOT}, interval {est.ci_method}): "
+        f"wall {wall:.2f} s, CPU {cpu:.2f} s; mean agreement with the deployed choice "
+        f"{np.nanmean(est.agreement):.3f}"
+    )
 
 
 if __name__ == "__main__":

@@ -31,8 +31,8 @@ def _labelled(policy, problems, samples: int, seed: int, balanced: bool) -> list
     """The policy's solutions with step-checker labels (prefix correctness, and the answer line's
     correctness last); `balanced`: outcome-balanced as the shipped PRM's (`_select`), else all."""
     from models.testbed import task
+    from models.testbed.generation import sample_completions
     from models.testbed.prm import _select, solution_item
-    from models.testbed.quality import sample_completions
 
     comps, _ = sample_completions(policy, problems, samples, seed)
     items = []
@@ -89,31 +89,43 @@ def _deepen(model, extra: int, seed: int):
 
 def _step_auroc(model, items: list[dict]) -> dict[int, tuple[float | None, int]]:
     """Within-question, same-step-index step AUROC per level (and 0: all levels)."""
-    from models.testbed.quality import grouped_auroc
+    from models.testbed.metrics import grouped_auroc
     from models.testbed.verifiers import prm_line_scores
 
-    scores = prm_line_scores(model.eval(), [it["question"] for it in items],
-                             ["\n".join(it["lines"]) for it in items])
+    scores = prm_line_scores(
+        model.eval(), [it["question"] for it in items], ["\n".join(it["lines"]) for it in items]
+    )
     groups: dict[tuple, list] = {}
     for it, s in zip(items, scores, strict=True):
         for j, y in enumerate(it["steps_ok"][: len(s)]):
             groups.setdefault((it["level"], it["question"], j), []).append((s[j], y))
-    out = {lv: grouped_auroc([g for k, g in groups.items() if k[0] == lv]) for lv in sorted({k[0] for k in groups})}
+    out = {
+        lv: grouped_auroc([g for k, g in groups.items() if k[0] == lv])
+        for lv in sorted({k[0] for k in groups})
+    }
     out[0] = grouped_auroc(list(groups.values()))
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--testbed", type=Path, help="a testbed directory (default: the cached default one)")
-    ap.add_argument("--questions", type=int, default=1200, help="fresh training questions (16 samples each)")
+    ap.add_argument(
+        "--testbed", type=Path, help="a testbed directory (default: the cached default one)"
+    )
+    ap.add_argument(
+        "--questions", type=int, default=1200, help="fresh training questions (16 samples each)"
+    )
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--lm-weight", type=float, default=0.5)
     ap.add_argument("--extra-layers", type=int, default=0)
-    ap.add_argument("--labels", default="checker", choices=["checker", "rollouts"],
-                    help="checker: perfect prefix labels; rollouts: the shipped Monte-Carlo labels "
-                         "(6 rollouts per step) for the same number of questions")
+    ap.add_argument(
+        "--labels",
+        default="checker",
+        choices=["checker", "rollouts"],
+        help="checker: perfect prefix labels; rollouts: the shipped Monte-Carlo labels "
+        "(6 rollouts per step) for the same number of questions",
+    )
     ap.add_argument("--eval-per-level", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
@@ -121,10 +133,10 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from models.testbed import ensure_testbed, task
+    from models.testbed.checkpoints import load_hf_model
     from models.testbed.modeling import TrainSpec, train_loop
     from models.testbed.prm import prm_batch, prm_loss
     from models.testbed.quality import eval_problems
-    from models.testbed.stages import load_hf_model
     from models.testbed.tokenizer import CharCodec
 
     torch.set_num_threads(1)
@@ -132,22 +144,28 @@ def main(argv: list[str] | None = None) -> int:
     policy = load_hf_model(tb / "policy")
     t0 = time.perf_counter()
     if args.labels == "checker":
-        problems = task.generate_problems(args.questions, 7_000_003 + args.seed, task.DEFAULT_LEVELS)
+        problems = task.generate_problems(
+            args.questions, 7_000_003 + args.seed, task.DEFAULT_LEVELS
+        )
         train_items = _labelled(policy, problems, 16, 7_000_003 + args.seed, balanced=True)
     else:
         train_items = _rollout_labelled(policy, args.questions, args.seed)
     ev = eval_problems(args.seed, args.eval_per_level)
     # held-out: the evaluation questions, disjoint from the training stream by seed
     test_items = _labelled(policy, ev, 8, args.seed + 5, balanced=False)
-    print(f"labelled {len(train_items)} training solutions ({args.questions} questions) in "
-          f"{time.perf_counter() - t0:.0f} s; mean step label "
-          f"{sum(y for it in train_items for y in it['labels']) / sum(len(it['labels']) for it in train_items):.3f}")
+    print(
+        f"labelled {len(train_items)} training solutions ({args.questions} questions) in "
+        f"{time.perf_counter() - t0:.0f} s; mean step label "
+        f"{sum(y for it in train_items for y in it['labels']) / sum(len(it['labels']) for it in train_items):.3f}"
+    )
 
     model = load_hf_model(tb / "large")
     if args.extra_layers:
         model = _deepen(model, args.extra_layers, args.seed)
     codec = CharCodec()
-    lengths = [sum(len(line) + 2 for line in it["lines"]) + len(it["question"]) for it in train_items]
+    lengths = [
+        sum(len(line) + 2 for line in it["lines"]) + len(it["question"]) for it in train_items
+    ]
 
     def loss_fn(m: torch.nn.Module, step: int) -> tuple[torch.Tensor, int]:
         rng = random.Random(f"prm-capacity:{args.seed}:{step}")
@@ -158,8 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         spec = TrainSpec(steps=args.steps, batch_size=16, lr=args.lr, warmup=20)
         train_loop(model, spec, loss_fn, Path(tmp) / "ckpt.pt", desc="prm-capacity", progress=True)
-    print(f"trained {args.steps} steps in {time.perf_counter() - t0:.0f} s "
-          f"({model.config.num_hidden_layers} layers, lr {args.lr}, LM weight {args.lm_weight})")
+    print(
+        f"trained {args.steps} steps in {time.perf_counter() - t0:.0f} s "
+        f"({model.config.num_hidden_layers} layers, lr {args.lr}, LM weight {args.lm_weight})"
+    )
 
     fit = _step_auroc(model, train_items[: 4 * len(test_items)])
     held = _step_auroc(model, test_items)
@@ -169,7 +189,9 @@ def main(argv: list[str] | None = None) -> int:
         name = "all" if lv == 0 else str(lv)
         a, n = fit.get(lv, (None, 0))
         b, m = held[lv]
-        print(f"{name:>5s} | {'-' if a is None else f'{a:.3f}':>6s} ({n:>5d}) | {'-' if b is None else f'{b:.3f}':>6s} ({m:>5d})")
+        print(
+            f"{name:>5s} | {'-' if a is None else f'{a:.3f}':>6s} ({n:>5d}) | {'-' if b is None else f'{b:.3f}':>6s} ({m:>5d})"
+        )
     return 0
 
 

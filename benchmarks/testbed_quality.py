@@ -28,15 +28,21 @@ def _f(x: object, width: int = 6) -> str:
 
 def _header(tb: Path, manifest: dict) -> None:
     m = manifest["models"]
-    print(f"\ntestbed {tb}  run {manifest['run_key']}  seed {manifest['seed']}  scale {manifest['scale']}"
-          f"{'  QUICK' if manifest['quick'] else ''}")
-    print(f"policy {m['policy']['params']:,} params, large {m['large']['params']:,} "
-          f"({manifest['size_ratio_large_to_policy']}x), D_pretrain {m['policy']['d_pretrain_tokens']:,} tokens; "
-          f"training total {manifest['train_seconds_total']:.0f} s (stages {manifest['stage_seconds_total']:.0f} s)")
+    print(
+        f"\ntestbed {tb}  run {manifest['run_key']}  seed {manifest['seed']}  scale {manifest['scale']}"
+        f"{'  QUICK' if manifest['quick'] else ''}"
+    )
+    print(
+        f"policy {m['policy']['params']:,} params, large {m['large']['params']:,} "
+        f"({manifest['size_ratio_large_to_policy']}x), D_pretrain {m['policy']['d_pretrain_tokens']:,} tokens; "
+        f"training total {manifest['train_seconds_total']:.0f} s (stages {manifest['stage_seconds_total']:.0f} s)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--testbed", type=Path, help="a testbed directory (default: the cached one)")
     ap.add_argument("--quick", action="store_true", help="use the quick testbed")
     ap.add_argument("--scale", default="default", choices=["default", "paper"])
@@ -46,8 +52,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--k", type=int, default=16, help="budget of best-of-k / majority@k")
     ap.add_argument("--no-reviser", action="store_true", help="skip the reviser's chains")
     ap.add_argument("--no-prm", action="store_true", help="skip the PRM verifier")
-    ap.add_argument("--reviser-temperature", type=float, default=1.0,
-                    help="sampling temperature of the revision chains (the harness samples at 0.8)")
+    ap.add_argument(
+        "--reviser-temperature",
+        type=float,
+        default=1.0,
+        help="sampling temperature of the revision chains (the harness samples at 0.8)",
+    )
     ap.add_argument("--json", type=Path, help="also write every figure to this JSON file")
     args = ap.parse_args(argv)
 
@@ -56,16 +66,32 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from models.testbed import ensure_testbed
-    from models.testbed.quality import GROUPS, eval_problems, evaluate_run
+    from models.testbed.metrics import GROUPS
+    from models.testbed.quality import eval_problems, evaluate_run
 
-    torch.set_num_threads(int(os.environ.get("TTC_TESTBED_THREADS", "1")))  # see models/testbed/train.py
-    tb = args.testbed or ensure_testbed(quick=args.quick, scale=args.scale, seed=args.seed, progress=True)
+    torch.set_num_threads(
+        int(os.environ.get("TTC_TESTBED_THREADS", "1"))
+    )  # see models/testbed/train.py
+    tb = args.testbed or ensure_testbed(
+        quick=args.quick, scale=args.scale, seed=args.seed, progress=True
+    )
     man_path = tb / "manifest.json"
     manifest = json.loads(man_path.read_text()) if man_path.exists() else None
-    names = ["policy", "large"] + ([] if args.no_prm else ["prm"]) + ([] if args.no_reviser else ["reviser"])
+    names = (
+        ["policy", "large"]
+        + ([] if args.no_prm else ["prm"])
+        + ([] if args.no_reviser else ["reviser"])
+    )
     t0 = time.perf_counter()
-    res = evaluate_run({n: tb / n for n in names}, args.problems_per_level, args.samples, args.k,
-                       seed=args.seed, progress=True, reviser_temperature=args.reviser_temperature)
+    res = evaluate_run(
+        {n: tb / n for n in names},
+        args.problems_per_level,
+        args.samples,
+        args.k,
+        seed=args.seed,
+        progress=True,
+        reviser_temperature=args.reviser_temperature,
+    )
     took = time.perf_counter() - t0
     pol, big, mf = res["policy"], res["large"], res["matched_flops"]
     k, n = args.k, args.samples
@@ -73,21 +99,34 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\ntestbed {tb} (no manifest.json: models only)")
     else:
         _header(tb, manifest)
-    print(f"evaluation: {args.problems_per_level} questions/level, {n} samples each, k={k}, {took:.0f} s\n")
+    print(
+        f"evaluation: {args.problems_per_level} questions/level, {n} samples each, k={k}, {took:.0f} s\n"
+    )
 
     verifiers = [v for v in ("large_likelihood", "prm_last") if v in pol["levels"]["1"]]
-    print("level | policy pass@1 pass@n chain@n lucky | large pass@1 pass@n | "
-          + " | ".join(f"{v}: stepAUC solAUC" for v in verifiers))
+    print(
+        "level | policy pass@1 pass@n chain@n lucky | large pass@1 pass@n | "
+        + " | ".join(f"{v}: stepAUC solAUC" for v in verifiers)
+    )
     for lv, f in pol["levels"].items():
         b = big["levels"][lv]
-        cells = " | ".join(f"{_f(f[v]['step_auroc_within_question_step'])} {_f(f[v]['solution_auroc_within_question'])}"
-                           for v in verifiers)
-        print(f"{lv:>5s} | {_f(f['pass1'], 13)} {_f(f['pass_n'])} {_f(f['chain_ceiling_n'])} "
-              f"{_f(f['lucky_share_of_correct'])} | {_f(b['pass1'], 12)} {_f(b['pass_n'])} | {cells}")
+        cells = " | ".join(
+            f"{_f(f[v]['step_auroc_within_question_step'])} {_f(f[v]['solution_auroc_within_question'])}"
+            for v in verifiers
+        )
+        print(
+            f"{lv:>5s} | {_f(f['pass1'], 13)} {_f(f['pass_n'])} {_f(f['chain_ceiling_n'])} "
+            f"{_f(f['lucky_share_of_correct'])} | {_f(b['pass1'], 12)} {_f(b['pass_n'])} | {cells}"
+        )
 
-    print(f"\nselection at k={k} (policy pool; mean over random k-subsets; diff = paired mean ± 95% CI)")
-    print("group/level | majority | " + " | ".join(f"{v} weighted (diff)" for v in verifiers)
-          + " | large majority @ matched FLOPs (k_large)")
+    print(
+        f"\nselection at k={k} (policy pool; mean over random k-subsets; diff = paired mean ± 95% CI)"
+    )
+    print(
+        "group/level | majority | "
+        + " | ".join(f"{v} weighted (diff)" for v in verifiers)
+        + " | large majority @ matched FLOPs (k_large)"
+    )
     rows = [(g, pol["groups"][g], mf["groups"].get(g, {})) for g in pol["groups"]]
     rows += [(f"L{lv}", pol["levels"][lv], mf["levels"].get(lv, {})) for lv in pol["levels"]]
     for name, f, mfr in rows:
@@ -95,65 +134,122 @@ def main(argv: list[str] | None = None) -> int:
         for v in verifiers:
             d = f[v][f"weighted_minus_majority@{k}"]
             cells.append(f"{_f(f[v][f'weighted@{k}'])} ({d['mean']:+.3f} ± {d['ci95']:.3f})")
-        print(f"{name:>11s} | {_f(f[f'majority@{k}'], 8)} | " + " | ".join(cells)
-              + f" | {_f(mfr.get('large_majority_at_matched_flops'))} ({mfr.get('k_large', '-')})")
+        print(
+            f"{name:>11s} | {_f(f[f'majority@{k}'], 8)} | "
+            + " | ".join(cells)
+            + f" | {_f(mfr.get('large_majority_at_matched_flops'))} ({mfr.get('k_large', '-')})"
+        )
 
     rev = res.get("reviser")
     if rev:
-        print(f"\nreviser: accuracy by position in a chain of {rev['length']} (first attempt, then revisions), "
-              f"temperature {rev.get('temperature', 1.0)}")
-        for name, f in [*rev["groups"].items(), *[(f"L{lv}", f) for lv, f in rev["levels"].items()]]:
+        print(
+            f"\nreviser: accuracy by position in a chain of {rev['length']} (first attempt, then revisions), "
+            f"temperature {rev.get('temperature', 1.0)}"
+        )
+        for name, f in [
+            *rev["groups"].items(),
+            *[(f"L{lv}", f) for lv, f in rev["levels"].items()],
+        ]:
             d = f.get("last_minus_first") or {"mean": f["last"] - f["first"], "ci95": float("nan")}
             m = f.get("m")
-            sel = (f"  chain majority@{m} {f[f'chain_majority@{m}']:.3f} vs parallel {f[f'parallel_majority@{m}']:.3f}"
-                   if m else "")
-            print(f"{name:>11s} | first {f['first']:.3f}  last {f['last']:.3f} ({d['mean']:+.3f} ± {d['ci95']:.3f})"
-                  f"  by position {f['by_position']}{sel}")
+            sel = (
+                f"  chain majority@{m} {f[f'chain_majority@{m}']:.3f} vs parallel {f[f'parallel_majority@{m}']:.3f}"
+                if m
+                else ""
+            )
+            print(
+                f"{name:>11s} | first {f['first']:.3f}  last {f['last']:.3f} ({d['mean']:+.3f} ± {d['ci95']:.3f})"
+                f"  by position {f['by_position']}{sel}"
+            )
 
     if rev:
+        from models.testbed.checkpoints import load_hf_model
         from models.testbed.reviser import context_effect
-        from models.testbed.stages import load_hf_model
 
-        print("\nreviser: accuracy with 4 of its own first attempts in context, by how many are right, "
-              "against no context on the same questions (paired, ± 95% CI)")
-        ctx = context_effect(load_hf_model(tb / "reviser"), [p for p in eval_problems(args.seed, args.problems_per_level)
-                                                            if p.level in GROUPS["easy"] + GROUPS["medium"]],
-                             seed=args.seed, temperature=args.reviser_temperature)
+        print(
+            "\nreviser: accuracy with 4 of its own first attempts in context, by how many are right, "
+            "against no context on the same questions (paired, ± 95% CI)"
+        )
+        ctx = context_effect(
+            load_hf_model(tb / "reviser"),
+            [
+                p
+                for p in eval_problems(args.seed, args.problems_per_level)
+                if p.level in GROUPS["easy"] + GROUPS["medium"]
+            ],
+            seed=args.seed,
+            temperature=args.reviser_temperature,
+        )
         res["reviser_context"] = ctx
         for g, f in ctx["groups"].items():
-            cells = [f"{k} right: {r['accuracy']:.3f} ({r['minus_none']['mean']:+.3f} ± {r['minus_none']['ci95']:.3f}, "
-                     f"{r['questions']} q)" for k, r in f["by_right_in_context"].items() if r["questions"] > 1]
+            cells = [
+                f"{k} right: {r['accuracy']:.3f} ({r['minus_none']['mean']:+.3f} ± {r['minus_none']['ci95']:.3f}, "
+                f"{r['questions']} q)"
+                for k, r in f["by_right_in_context"].items()
+                if r["questions"] > 1
+            ]
             print(f"{g:>11s} | none {f['none']:.3f} | " + " | ".join(cells))
 
     # The issue's targets.
     lv = sorted(pol["levels"], key=int)
-    best = max(verifiers, key=lambda v: pol["groups"].get("medium", pol["groups"][next(iter(pol["groups"]))])[v]
-               ["step_auroc_within_question_step"] or 0)
+    best = max(
+        verifiers,
+        key=lambda v: (
+            pol["groups"].get("medium", pol["groups"][next(iter(pol["groups"]))])[v][
+                "step_auroc_within_question_step"
+            ]
+            or 0
+        ),
+    )
     med = pol["groups"].get("medium")
     checks = [
         ("policy pass@1 >= 0.8 on the easiest level", pol["levels"][lv[0]]["pass1"] >= 0.8),
         ("policy pass@1 <= 0.2 on the hardest level", pol["levels"][lv[-1]]["pass1"] <= 0.2),
-        ("pass@n clearly above pass@1 on hard levels (>= +0.1)",
-         all(pol["levels"][x]["pass_n"] - pol["levels"][x]["pass1"] >= 0.1 for x in lv[-3:])),
-        ("larger LM pass@1 above the policy's at every level",
-         all(big["levels"][x]["pass1"] > pol["levels"][x]["pass1"] for x in lv)),
-        (f"best verifier ({best}) step AUROC >= 0.75 on every level",
-         all((pol["levels"][x][best]["step_auroc_within_question_step"] or 0) >= 0.75 for x in lv)),
+        (
+            "pass@n clearly above pass@1 on hard levels (>= +0.1)",
+            all(pol["levels"][x]["pass_n"] - pol["levels"][x]["pass1"] >= 0.1 for x in lv[-3:]),
+        ),
+        (
+            "larger LM pass@1 above the policy's at every level",
+            all(big["levels"][x]["pass1"] > pol["levels"][x]["pass1"] for x in lv),
+        ),
+        (
+            f"best verifier ({best}) step AUROC >= 0.75 on every level",
+            all(
+                (pol["levels"][x][best]["step_auroc_within_question_step"] or 0) >= 0.75 for x in lv
+            ),
+        ),
     ]
     if med:
         d = med[best][f"weighted_minus_majority@{k}"]
-        checks.append((f"weighted best-of-{k} >= majority@{k} + 0.05 on medium levels ({d['mean']:+.3f})",
-                       d["mean"] >= 0.05))
+        checks.append(
+            (
+                f"weighted best-of-{k} >= majority@{k} + 0.05 on medium levels ({d['mean']:+.3f})",
+                d["mean"] >= 0.05,
+            )
+        )
     if rev:
         groups = [rev["groups"][g] for g in ("easy", "medium") if g in rev["groups"]]
-        checks.append(("reviser: last attempt above first on easy and medium",
-                       all(f["last"] > f["first"] for f in groups)))
+        checks.append(
+            (
+                "reviser: last attempt above first on easy and medium",
+                all(f["last"] > f["first"] for f in groups),
+            )
+        )
         if groups and groups[0].get("m"):
             m = groups[0]["m"]
-            checks.append((f"reviser: answer picked in the chain (majority@{m}) above the first attempt on easy and medium",
-                           all(f[f"chain_majority@{m}"] > f["first"] for f in groups)))
-            checks.append((f"reviser: chain majority@{m} >= parallel majority@{m} (same samples) on easy and medium",
-                           all(f[f"chain_majority@{m}"] >= f[f"parallel_majority@{m}"] for f in groups)))
+            checks.append(
+                (
+                    f"reviser: answer picked in the chain (majority@{m}) above the first attempt on easy and medium",
+                    all(f[f"chain_majority@{m}"] > f["first"] for f in groups),
+                )
+            )
+            checks.append(
+                (
+                    f"reviser: chain majority@{m} >= parallel majority@{m} (same samples) on easy and medium",
+                    all(f[f"chain_majority@{m}"] >= f[f"parallel_majority@{m}"] for f in groups),
+                )
+            )
     print("\ntargets")
     for text, ok in checks:
         print(f"  [{'PASS' if ok else 'FAIL'}] {text}")

@@ -75,13 +75,17 @@ class LeanCache:
         for buf in (self.keys, self.values):
             for i, t in enumerate(buf):
                 hk, d = t.shape[1], t.shape[3]
-                buf[i] = torch.gather(t[:, :, : self.length], 2,
-                                      idx[:, None, :, None].expand(b, hk, w, d))
+                buf[i] = torch.gather(
+                    t[:, :, : self.length], 2, idx[:, None, :, None].expand(b, hk, w, d)
+                )
         self.length = w
 
     def fork(self, idx: torch.Tensor) -> LeanCache:
-        return LeanCache([t.index_select(0, idx) for t in self.keys],
-                         [t.index_select(0, idx) for t in self.values], self.length)
+        return LeanCache(
+            [t.index_select(0, idx) for t in self.keys],
+            [t.index_select(0, idx) for t in self.values],
+            self.length,
+        )
 
 
 class LeanRunner:
@@ -112,7 +116,7 @@ class LeanRunner:
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.n_heads
         if self.head_dim % 2:
             raise ValueError("rotary embeddings need an even head_dim")
-        self.scale = self.head_dim ** -0.5
+        self.scale = self.head_dim**-0.5
         layers = list(inner.layers)
         self.n_layers = len(layers)
         n_params = sum(p.numel() for p in model.parameters())
@@ -124,21 +128,38 @@ class LeanRunner:
             for layer in layers:
                 a, m = layer.self_attn, layer.mlp
                 if fuse:
-                    qkv = ((torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]),
+                    qkv = (
+                        (
+                            torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]),
                             torch.cat([a.q_proj.bias, a.k_proj.bias, a.v_proj.bias])
-                            if a.q_proj.bias is not None else None),)
-                    gu = ((torch.cat([m.gate_proj.weight, m.up_proj.weight]),
-                           torch.cat([m.gate_proj.bias, m.up_proj.bias])
-                           if m.gate_proj.bias is not None else None),)
+                            if a.q_proj.bias is not None
+                            else None,
+                        ),
+                    )
+                    gu = (
+                        (
+                            torch.cat([m.gate_proj.weight, m.up_proj.weight]),
+                            torch.cat([m.gate_proj.bias, m.up_proj.bias])
+                            if m.gate_proj.bias is not None
+                            else None,
+                        ),
+                    )
                 else:
                     qkv = tuple((x.weight, x.bias) for x in (a.q_proj, a.k_proj, a.v_proj))
                     gu = tuple((x.weight, x.bias) for x in (m.gate_proj, m.up_proj))
-                self._layers.append((
-                    layer.input_layernorm.weight, layer.input_layernorm.variance_epsilon, qkv,
-                    (a.o_proj.weight, a.o_proj.bias),
-                    layer.post_attention_layernorm.weight,
-                    layer.post_attention_layernorm.variance_epsilon, gu,
-                    (m.down_proj.weight, m.down_proj.bias), m.act_fn))
+                self._layers.append(
+                    (
+                        layer.input_layernorm.weight,
+                        layer.input_layernorm.variance_epsilon,
+                        qkv,
+                        (a.o_proj.weight, a.o_proj.bias),
+                        layer.post_attention_layernorm.weight,
+                        layer.post_attention_layernorm.variance_epsilon,
+                        gu,
+                        (m.down_proj.weight, m.down_proj.bias),
+                        m.act_fn,
+                    )
+                )
         self._norm = (inner.norm.weight, inner.norm.variance_epsilon)
         self._head = (model.lm_head.weight, getattr(model.lm_head, "bias", None))
         self._cos: torch.Tensor | None = None
@@ -165,8 +186,11 @@ class LeanRunner:
     def new_cache(self, batch: int) -> LeanCache:
         p = self.embed.weight
         shape = (batch, self.n_kv, 0, self.head_dim)
-        return LeanCache([p.new_zeros(shape) for _ in range(self.n_layers)],
-                         [p.new_zeros(shape) for _ in range(self.n_layers)], 0)
+        return LeanCache(
+            [p.new_zeros(shape) for _ in range(self.n_layers)],
+            [p.new_zeros(shape) for _ in range(self.n_layers)],
+            0,
+        )
 
     @staticmethod
     def _rms(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
@@ -177,8 +201,15 @@ class LeanRunner:
         return weight * h.to(dtype)
 
     @torch.no_grad()
-    def forward(self, cache: LeanCache, ids: torch.Tensor, pos: torch.Tensor, mask: torch.Tensor,
-                keep_all: bool, head: bool = True) -> torch.Tensor:
+    def forward(
+        self,
+        cache: LeanCache,
+        ids: torch.Tensor,
+        pos: torch.Tensor,
+        mask: torch.Tensor,
+        keep_all: bool,
+        head: bool = True,
+    ) -> torch.Tensor:
         """Logits [B, L or 1, V]; with head=False the final-normed hidden states instead (what
         `model.base_model(...).last_hidden_state` gives), for readers of a few positions."""
         b, length = ids.shape
@@ -218,8 +249,13 @@ class LeanRunner:
             keys_l[li][:, :, past:total] = k
             values_l[li][:, :, past:total] = v.view(b, length, hk, hd).transpose(1, 2)
             out = F.scaled_dot_product_attention(
-                q, keys_l[li][:, :, :total], values_l[li][:, :, :total], attn_mask=allowed,
-                scale=self.scale, enable_gqa=gqa)
+                q,
+                keys_l[li][:, :, :total],
+                values_l[li][:, :, :total],
+                attn_mask=allowed,
+                scale=self.scale,
+                enable_gqa=gqa,
+            )
             h = h + linear(out.transpose(1, 2).reshape(b, length, hq * hd), *o)
             x = rms(h, w2, e2)
             if len(gu) == 1:

@@ -19,6 +19,8 @@ _COMMAND_MODULES = [
     "planner.commands.plan",
     "planner.commands.policy",
     "planner.commands.whatif",
+    "planner.commands.cost",
+    "planner.commands.allocate",
     "planner.commands.profile",
     "planner.commands.demo",
     "planner.commands.testbed",
@@ -37,9 +39,10 @@ def main() -> None:
     \b
     Example:
       ttc samples import dump.jsonl --out runs/qwen --id-field idx --answers-field pred \\
-          --correct-field score --scores-field pred_score --level-field level
+          --correct-field score --scores-field pred_score --level-field level \\
+          --score-transform sigmoid
       ttc curves runs/qwen --out runs/qwen-profile
-      ttc plan runs/qwen-profile --out runs/qwen-plan
+      ttc plan runs/qwen-profile --out runs/qwen-plan --bin-by level
     """
 
 

@@ -12,28 +12,28 @@ probes are the first k candidates (positions 0..k-1 of run 0) of its independent
 - `feat_gen_tokens`: mean generated tokens of the probes (0 when the dump did not record them).
 
 `features_from_probes` is the single implementation: the planner computes the features of a
-samples table with it, and `planner.policy` computes the features of a live request with the
-same arithmetic, so training and serving cannot drift apart.
+samples table with it (`planner.estimate.probes`), and `planner.policy.runtime` computes the
+features of a live request with the same arithmetic, so training and serving cannot drift apart.
+This module needs numpy only, so that a router loading a policy never imports pandas.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from planner.errors import PlannerError
 
-if TYPE_CHECKING:  # pandas is imported where tables are read, so the policy runtime needs only numpy
-    import pandas as pd
-
 FEATURES: tuple[str, ...] = (
-    "score_mean", "score_max", "score_min", "score_std", "agreement", "gen_tokens",
+    "score_mean",
+    "score_max",
+    "score_min",
+    "score_std",
+    "agreement",
+    "gen_tokens",
 )
 FEATURE_PREFIX = "feat_"
-DEFAULT_PROBE_K = 4
-PROBE_STRATEGY = "sample"
 
 
 def feature_columns(names: Sequence[str] = FEATURES) -> list[str]:
@@ -63,12 +63,17 @@ def agreement(answers: np.ndarray) -> np.ndarray:
                 counts[key] = counts.get(key, 0) + 1
             out[i] = (max(counts.values()) if counts else 1) / k
         return out
-    import pandas as pd
+    # Many requests: answer codes, then pairwise equality among the k probes (k is small).
+    ids: dict[str, int] = {}
 
-    flat = [None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in a.ravel()]
-    codes = pd.factorize(pd.Series(flat, dtype=object), use_na_sentinel=True)[0].reshape(n, k)
+    def code(v: object) -> int:
+        if v is None or (isinstance(v, float) and np.isnan(v)):
+            return -1
+        return ids.setdefault(str(v), len(ids))
+
+    codes = np.fromiter(map(code, a.ravel()), dtype=np.int64, count=n * k).reshape(n, k)
     valid = codes >= 0
-    # Pairwise equality among the k probes (k is small): count of each probe's answer in its row.
+    # Count of each probe's answer in its row.
     same = (codes[:, :, None] == codes[:, None, :]) & valid[:, :, None]
     top = same.sum(axis=2).max(axis=1)
     return np.maximum(top, 1) / k
@@ -89,7 +94,9 @@ def features_from_probes(
     if s.ndim == 1:
         s = s[None, :]
     if s.ndim != 2 or s.shape[1] == 0:
-        raise PlannerError(f"probe scores must be an array [requests, k] with k >= 1, got shape {s.shape}")
+        raise PlannerError(
+            f"probe scores must be an array [requests, k] with k >= 1, got shape {s.shape}"
+        )
     if not np.isfinite(s).all():
         raise PlannerError("probe scores contain NaN or infinite values")
     cols = []
@@ -127,84 +134,14 @@ def features_from_probes(
     return np.column_stack(cols) if cols else np.empty((s.shape[0], 0))
 
 
-def probe_verifiers(samples: pd.DataFrame) -> list[str]:
-    pool = samples[samples["strategy"] == PROBE_STRATEGY]
-    return sorted(v for v in pool["verifier"].unique() if v != "none")
-
-
-def probe_table(samples: pd.DataFrame, k: int, verifier: str | None = None) -> pd.DataFrame:
-    """The k probe rows of every problem: run 0, positions 0..k-1 of the `sample` pool.
-
-    With several pool configs the first in sorted order is the probe pool (a router probes with
-    one sampler). Raises when a problem has fewer than k probes, since its features would not be
-    comparable with the others'.
-    """
-    if k < 1:
-        raise PlannerError(f"probe k must be >= 1, got {k}")
-    pool = samples[samples["strategy"] == PROBE_STRATEGY]
-    if pool.empty:
-        raise PlannerError("probe features need an independent-sample pool (strategy 'sample')")
-    verifiers = probe_verifiers(samples)
-    if verifier is None:
-        if not verifiers:
-            raise PlannerError("probe features need verifier scores: the sample pool is unscored")
-        verifier = verifiers[0]
-    elif verifier not in verifiers:
-        raise PlannerError(f"probe verifier {verifier!r} not in the samples (known: {', '.join(verifiers) or 'none'})")
-    config = sorted(pool["config"].unique())[0]
-    sel = pool[(pool["verifier"] == verifier) & (pool["config"] == config) & (pool["run"] == 0)]
-    sel = sel.sort_values(["problem_id", "position"], kind="stable")
-    sel = sel.groupby("problem_id", sort=True).head(k)
-    counts = sel.groupby("problem_id").size()
-    all_ids = sorted(pool["problem_id"].unique())
-    short = [p for p in all_ids if counts.get(p, 0) < k]
-    if short:
-        raise PlannerError(
-            f"problem {short[0]!r} has {int(counts.get(short[0], 0))} probe samples "
-            f"(run 0 of the '{PROBE_STRATEGY}' pool, verifier {verifier!r}); --probe-k {k} needs {k}"
-        )
-    return sel.reset_index(drop=True)
-
-
-def probe_features(
-    samples: pd.DataFrame, k: int = DEFAULT_PROBE_K, verifier: str | None = None,
-    names: Sequence[str] = FEATURES,
-) -> pd.DataFrame:
-    """One row per problem (sorted ids): problem_id and the `feat_*` columns from its k probes."""
-    probes = probe_table(samples, k, verifier)
-    ids = probes["problem_id"].to_numpy(dtype=object).reshape(-1, k)[:, 0]
-    scores = probes["score"].to_numpy(float).reshape(-1, k)
-    answers = probes["answer"].to_numpy(dtype=object).reshape(-1, k)
-    tokens = probes["gen_tokens"].to_numpy(float).reshape(-1, k)
-    x = features_from_probes(scores, answers, tokens, names)
-    import pandas as pd
-
-    out = pd.DataFrame(x, columns=feature_columns(names))
-    out.insert(0, "problem_id", ids)
-    return out
-
-
-def probe_cost(samples: pd.DataFrame, k: int, verifier: str | None = None) -> pd.DataFrame:
-    """Per problem: the probes' FLOPs (generation + the probe verifier) and generated tokens."""
-    import pandas as pd
-
-    probes = probe_table(samples, k, verifier)
-    g = probes.groupby("problem_id", sort=True)
-    return pd.DataFrame({
-        "problem_id": list(g.groups.keys()),
-        "probe_flops": (g["gen_flops"].sum() + g["verifier_flops"].sum()).to_numpy(float),
-        "probe_tokens": g["gen_tokens"].sum().to_numpy(float),
-    })
-
-
 # ------------------------------------------------------------------------------------------------
-# The predictor's arithmetic, shared by DifficultyPredictor (planner.difficulty) and the numpy-only
-# runtime (planner.policy), so a loaded policy decides exactly as the fitted estimator predicts.
+# The predictor's arithmetic, shared by DifficultyPredictor (planner.estimate.difficulty) and the numpy-only
+# runtime (planner.policy.runtime), so a loaded policy decides exactly as the fitted estimator predicts.
 
 PREDICTOR_MODELS = ("ordinal", "multinomial")
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
+def sigmoid(x: np.ndarray) -> np.ndarray:
     out = np.empty_like(x, dtype=float)
     pos = x >= 0
     out[pos] = 1.0 / (1.0 + np.exp(-x[pos]))
@@ -213,9 +150,7 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def linear_proba(
-    model: str, z: np.ndarray, coef: np.ndarray, intercept: np.ndarray
-) -> np.ndarray:
+def linear_proba(model: str, z: np.ndarray, coef: np.ndarray, intercept: np.ndarray) -> np.ndarray:
     """Class probabilities [n, K] from standardised features z [n, d].
 
     ordinal (cumulative logit): coef [d] gives the latent difficulty eta = z·coef, intercept [K-1]
@@ -229,7 +164,7 @@ def linear_proba(
         cum[:, 0] = 0.0
         cum[:, -1] = 1.0
         if k1:
-            cum[:, 1:-1] = _sigmoid(intercept[None, :] - eta[:, None])
+            cum[:, 1:-1] = sigmoid(intercept[None, :] - eta[:, None])
         return np.maximum(np.diff(cum, axis=1), 0.0)
     if model == "multinomial":
         logits = z @ coef.T + intercept[None, :]

@@ -1,8 +1,6 @@
 """The measuring side: problems and graders, model backends, verifiers, strategies, FLOPs.
 
-    from profiling import run
-    from profiling.backend import TransformersBackend
-    from profiling.verifiers import LikelihoodVerifier, SelfLikelihood, load_prm
+    from profiling import LikelihoodVerifier, SelfLikelihood, TransformersBackend, load_prm, run
 
     policy = TransformersBackend.load("testbed/policy", threads=1)
     verifiers = [load_prm("testbed/prm"), LikelihoodVerifier.load("testbed/large", stat="mean"),
@@ -10,8 +8,9 @@
     rows = run("sample", problems, policy, verifiers, {"n": 16})           # one pool, all k <= n
     rows += run("beam", problems, policy, verifiers, {"n": 16, "m": 4})    # one run per budget
 
-`run` returns rows of the samples table (`planner.schema.SAMPLES`); strategies are registered by
-name in `profiling.strategies.STRATEGIES` (their config dataclasses in `CONFIGS`).
+`run` returns rows of the samples table (`planner.tables.schema.SAMPLES`); strategies are registered
+by name in `STRATEGIES` (each with its kind, function and config dataclass), the names and kinds
+being those of the planner's table (`planner.strategies`).
 
 Cost conventions (exact, from real token counts and the analytic FLOPs of `profiling.flops`):
 - `gen_tokens` are sampled tokens; `gen_flops` every forward pass of the policy on real tokens
@@ -29,22 +28,19 @@ Cost conventions (exact, from real token counts and the analytic FLOPs of `profi
 Several verifiers on one pool give one row per candidate and verifier, generation costs repeated.
 """
 
-from __future__ import annotations
+from profiling.backend import Backend, TransformersBackend
+from profiling.problems import Problem
+from profiling.strategies import STRATEGIES, run
+from profiling.verifiers import LikelihoodVerifier, SelfLikelihood, Verifier, load_prm
 
-from collections.abc import Mapping, Sequence
-from typing import Any
-
-
-def run(strategy: str, problems: Sequence[Any], backend: Any, verifier: Any,
-        config: Mapping[str, Any]) -> list[dict]:
-    """Run a registered strategy and return its samples rows (inputs are not mutated)."""
-    from profiling.strategies import STRATEGIES
-
-    try:
-        fn = STRATEGIES[strategy]
-    except KeyError:
-        raise ValueError(f"unknown strategy {strategy!r} (known: {', '.join(STRATEGIES)})") from None
-    return fn(list(problems), backend, verifier, dict(config))
-
-
-__all__ = ["run"]
+__all__ = [
+    "STRATEGIES",
+    "Backend",
+    "LikelihoodVerifier",
+    "Problem",
+    "SelfLikelihood",
+    "TransformersBackend",
+    "Verifier",
+    "load_prm",
+    "run",
+]

@@ -9,7 +9,6 @@ see `profiling.flops`).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,11 +89,20 @@ class BackendConfig:
 
 
 class Backend(Protocol):
+    """What strategies use of a model: tokenising, whole-solution sampling, step-wise search.
+
+    `shape` meters FLOPs; `batch_size` is how many rows one forward batch holds (a search packs
+    as many problems as fit).
+    """
+
     model_id: str
     n_params: int
     shape: ModelShape
     step_delimiter: str
     eos_token_id: int | None
+
+    @property
+    def batch_size(self) -> int: ...
 
     def prompt_ids(self, problem: Problem) -> list[int]: ...
 
@@ -102,9 +110,17 @@ class Backend(Protocol):
 
     def decode(self, ids: Sequence[int]) -> str: ...
 
-    def sample(self, prompts: Sequence[Sequence[int]], n: int, *, max_new_tokens: int,
-               temperature: float = 1.0, top_p: float = 1.0, seed: int = 0,
-               stop_at_step: bool = False) -> list[list[Generation]]: ...
+    def sample(
+        self,
+        prompts: Sequence[Sequence[int]],
+        n: int,
+        *,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        seed: int = 0,
+        stop_at_step: bool = False,
+    ) -> list[list[Generation]]: ...
 
     def start(self, prompt: Sequence[int]) -> SearchState: ...
 
@@ -122,8 +138,9 @@ class SearchState:
     `generated` counts sampled tokens; `step_rows` the rows that produced tokens at each step.
     """
 
-    def __init__(self, backend: TransformersBackend, state: DecodeState,
-                 owners: Sequence[int]) -> None:
+    def __init__(
+        self, backend: TransformersBackend, state: DecodeState, owners: Sequence[int]
+    ) -> None:
         self.backend = backend
         self.state = state
         self.owners = list(owners)
@@ -136,6 +153,10 @@ class SearchState:
     @property
     def rows(self) -> int:
         return self.state.batch_size
+
+    @property
+    def device(self) -> torch.device:
+        return self.state.device
 
     @property
     def flops(self) -> float:
@@ -157,23 +178,36 @@ class SearchState:
 
     def fork(self, indices: Sequence[int]) -> SearchState:
         """Copies of some rows (for lookahead rollouts); this state is left untouched."""
-        child = SearchState(self.backend, self.state.fork(list(indices)),
-                            [self.owners[i] for i in indices])
+        child = SearchState(
+            self.backend, self.state.fork(list(indices)), [self.owners[i] for i in indices]
+        )
         self.children.append(child)
         return child
 
-    def step(self, *, temperature: float, top_p: float = 1.0, max_step_tokens: int = 256,
-             generator: torch.Generator | None = None,
-             rows: Sequence[int] | None = None) -> list[Generation]:
+    def step(
+        self,
+        *,
+        temperature: float,
+        top_p: float = 1.0,
+        max_step_tokens: int = 256,
+        generator: torch.Generator | None = None,
+        rows: Sequence[int] | None = None,
+    ) -> list[Generation]:
         """Sample one step (up to and including the step delimiter, or eos) for every row."""
         # rows finish a step at different lengths, leaving holes; squeeze them out when they
         # pile up, so attention does not run over them
         self.state.compact_holes()
         before = self.state.lengths()
-        gens = self.state.decode(max_new_tokens=max_step_tokens, temperature=temperature,
-                                 top_p=top_p, stop_token_ids=self.backend.step_stop_ids,
-                                 eos_token_id=self.backend.eos_token_id, generator=generator,
-                                 ingest_last=True, rows=rows)
+        gens = self.state.decode(
+            max_new_tokens=max_step_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            stop_token_ids=self.backend.step_stop_ids,
+            eos_token_id=self.backend.eos_token_id,
+            generator=generator,
+            ingest_last=True,
+            rows=rows,
+        )
         shape = self.backend.shape
         counts = dict.fromkeys(set(self.owners), 0)
         for owner, past, g in zip(self.owners, before, gens, strict=True):
@@ -218,11 +252,21 @@ class TransformersBackend:
         if not (path / "config.json").exists():
             raise FileNotFoundError(f"{path}: no config.json (expected a Hugging Face model dir)")
         tok = AutoTokenizer.from_pretrained(path, trust_remote_code=config.trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(
-            path, dtype=_DTYPES[config.dtype], trust_remote_code=config.trust_remote_code,
-            use_safetensors=True,
-        ).to(config.device).eval()
+        model = (
+            AutoModelForCausalLM.from_pretrained(
+                path,
+                dtype=_DTYPES[config.dtype],
+                trust_remote_code=config.trust_remote_code,
+                use_safetensors=True,
+            )
+            .to(config.device)
+            .eval()
+        )
         return cls(config, model, tok)
+
+    @property
+    def batch_size(self) -> int:
+        return self.config.batch_size
 
     # ------------------------------------------------------------------------------------------
     def _delimiter_ids(self, delimiter: str) -> list[int]:
@@ -237,11 +281,10 @@ class TransformersBackend:
             if delimiter in text:
                 ids.append(i)
         if not ids:
-            raise ValueError(f"no token of the vocabulary contains the step delimiter {delimiter!r}")
+            raise ValueError(
+                f"no token of the vocabulary contains the step delimiter {delimiter!r}"
+            )
         return ids
-
-    def render(self, problem: Problem) -> str:
-        return self.config.template.render(problem.prompt, self.tokenizer)
 
     def encode(self, text: str, *, add_special_tokens: bool = False) -> list[int]:
         return list(self.tokenizer.encode(text, add_special_tokens=add_special_tokens))
@@ -252,8 +295,10 @@ class TransformersBackend:
     def text_ids(self, prompt_text: str) -> list[int]:
         """Token ids of a prompt text after the prompt template (few-shot or chat)."""
         tpl = self.config.template
-        return self.encode(tpl.render(prompt_text, self.tokenizer),
-                           add_special_tokens=tpl.add_special_tokens and not tpl.chat)
+        return self.encode(
+            tpl.render(prompt_text, self.tokenizer),
+            add_special_tokens=tpl.add_special_tokens and not tpl.chat,
+        )
 
     def decode(self, ids: Sequence[int]) -> str:
         # Search decodes every path's steps again each round (to build verifier candidates);
@@ -263,8 +308,9 @@ class TransformersBackend:
         if text is None:
             if len(self._decode_cache) >= _DECODE_CACHE_MAX:
                 self._decode_cache.clear()
-            text = self._decode_cache[key] = self.tokenizer.decode(list(key),
-                                                                   skip_special_tokens=True)
+            text = self._decode_cache[key] = self.tokenizer.decode(
+                list(key), skip_special_tokens=True
+            )
         return text
 
     def split_steps(self, token_ids: Sequence[int]) -> list[list[int]]:
@@ -280,9 +326,17 @@ class TransformersBackend:
         return [g for g in groups if g]
 
     # ------------------------------------------------------------------------------------------
-    def sample(self, prompts: Sequence[Sequence[int]], n: int, *, max_new_tokens: int,
-               temperature: float = 1.0, top_p: float = 1.0, seed: int = 0,
-               stop_at_step: bool = False) -> list[list[Generation]]:
+    def sample(
+        self,
+        prompts: Sequence[Sequence[int]],
+        n: int,
+        *,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        seed: int = 0,
+        stop_at_step: bool = False,
+    ) -> list[list[Generation]]:
         """n independent samples per prompt, batched across prompts up to `batch_size` rows.
 
         Each prompt is encoded once per batch it appears in, and a prompt with n > batch_size
@@ -293,8 +347,13 @@ class TransformersBackend:
         bs = self.config.batch_size
         stop = self.step_stop_ids if stop_at_step else ()
         out: list[list[Generation]] = [[] for _ in prompts]
-        kw = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                  stop_token_ids=stop, eos_token_id=self.eos_token_id)
+        kw = dict(
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            stop_token_ids=stop,
+            eos_token_id=self.eos_token_id,
+        )
         if n >= bs:
             for pi, p in enumerate(prompts):
                 base = DecodeState.prefill(self.model, [list(p)], pad_token_id=self.pad_token_id)
@@ -308,10 +367,11 @@ class TransformersBackend:
         for ci, start in enumerate(range(0, len(prompts), per)):
             chunk = list(range(start, min(len(prompts), start + per)))
             flat = [list(prompts[i]) for i in chunk for _ in range(n)]
-            gens = sample_batch(self.model, flat, seed=_mix(seed, ci, 0),
-                                pad_token_id=self.pad_token_id, **kw)
+            gens = sample_batch(
+                self.model, flat, seed=_mix(seed, ci, 0), pad_token_id=self.pad_token_id, **kw
+            )
             for j, i in enumerate(chunk):
-                out[i] = gens[j * n:(j + 1) * n]
+                out[i] = gens[j * n : (j + 1) * n]
         return out
 
     def start(self, prompt: Sequence[int]) -> SearchState:
@@ -320,34 +380,27 @@ class TransformersBackend:
 
     def start_batch(self, prompts: Sequence[Sequence[int]]) -> SearchState:
         """Encode several prompts once each; row i (owner i) holds prompt i."""
-        st = SearchState(self, DecodeState.prefill(self.model, [list(p) for p in prompts],
-                                                   pad_token_id=self.pad_token_id),
-                         range(len(prompts)))
+        st = SearchState(
+            self,
+            DecodeState.prefill(
+                self.model, [list(p) for p in prompts], pad_token_id=self.pad_token_id
+            ),
+            range(len(prompts)),
+        )
         for i, p in enumerate(prompts):
             st.flops_by[i] += forward_flops(self.shape, len(p), 0, logits=1)
         return st
 
-    def score_tokens(self, sequences: Sequence[Sequence[int]], prompt_lens: Sequence[int]
-                     ) -> list[list[float]]:
-        from models.decoding import score_tokens
-
-        return score_tokens(self.model, sequences, prompt_lens, pad_token_id=self.pad_token_id,
-                            batch_size=self.config.batch_size)
-
     def metadata(self) -> dict[str, Any]:
-        return {"model_id": self.model_id, "model_params": self.n_params,
-                "device": self.config.device, "dtype": self.config.dtype,
-                "step_delimiter": self.step_delimiter}
+        return {
+            "model_id": self.model_id,
+            "model_params": self.n_params,
+            "device": self.config.device,
+            "dtype": self.config.dtype,
+            "step_delimiter": self.step_delimiter,
+        }
 
 
 def _mix(seed: int, a: int, b: int) -> int:
     """A deterministic per-chunk seed (no Python hash randomisation)."""
     return (int(seed) * 1_000_003 + a * 7919 + b * 104_729) % (2**63 - 1)
-
-
-class Timer:
-    def __init__(self) -> None:
-        self.start = time.perf_counter()
-
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.start

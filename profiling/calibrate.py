@@ -1,7 +1,7 @@
 """Measure this machine for the cost simulator: matmul FLOP/s, memory bandwidth, forward overhead.
 
 `ttc calibrate` imports this module lazily (it needs torch). The result is a hardware profile in the
-data-file form of `planner.hardware` (every value with how it was measured); its efficiencies are
+data-file form of `planner.costs.hardware` (every value with how it was measured); its efficiencies are
 1.0 because the peaks are measured achievable rates, not datasheet numbers.
 
 - peak_flops_per_s: best of `repeats` timings of `torch.mm` on two size×size matrices (2·size³
@@ -9,8 +9,7 @@ data-file form of `planner.hardware` (every value with how it was measured); its
 - hbm_bytes_per_s: best timing of a matrix-vector product over a `mbytes` MiB float32 matrix (bytes
   of the matrix per call): the weight-streaming pattern of a decode step at batch 1.
 - step_overhead_s, layer_overhead_s: a tiny Llama (hidden 32, so FLOPs and bytes are negligible)
-  decodes with the harness's own loop (`models.decoding.sample_batch`; a bare cached forward when
-  that is not importable) at 1 and at 5 layers and at 1 and `rows` rows (32; the fidelity bench
+  decodes with the harness's own loop (`models.decoding.sample_batch`) at 1 and at 5 layers and at 1 and `rows` rows (32; the fidelity bench
   passes its batch size); the differences give the per-layer and per-row overheads of eager
   PyTorch (sampling, softmax, tiny matmuls), the rest is the fixed per-step overhead (cache
   bookkeeping, Python).
@@ -32,6 +31,8 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+
+from models.decoding import sample_batch, score_tokens
 
 
 def _clock() -> float:
@@ -56,7 +57,9 @@ def _best_time(fn: Callable[[], Any], repeats: int, min_s: float = 0.05) -> floa
     return best
 
 
-def measure_matmul_flops(size: int = 1024, repeats: int = 5, dtype: torch.dtype = torch.float32) -> float:
+def measure_matmul_flops(
+    size: int = 1024, repeats: int = 5, dtype: torch.dtype = torch.float32
+) -> float:
     g = torch.Generator().manual_seed(0)
     a = torch.randn(size, size, generator=g).to(dtype)
     b = torch.randn(size, size, generator=g).to(dtype)
@@ -77,8 +80,15 @@ def measure_bandwidth(mbytes: int = 256, repeats: int = 5) -> float:
 def _tiny_llama(layers: int) -> torch.nn.Module:
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    cfg = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=layers,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)
+    cfg = LlamaConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+    )
     torch.manual_seed(0)
     return LlamaForCausalLM(cfg).eval()
 
@@ -100,11 +110,11 @@ def _vocab(model: torch.nn.Module) -> int:
     return int(model.config.vocab_size)
 
 
-def measure_attention_overhead(repeats: int = 3, rows: int = 32, model_dir: str | None = None) -> float:
+def measure_attention_overhead(
+    repeats: int = 3, rows: int = 32, model_dir: str | None = None
+) -> float:
     """Seconds per decode step per layer per (row, cached token): slope of the harness decode
     loop's step time between a 16- and a 400-token context at `rows` rows."""
-    from models.decoding import sample_batch
-
     model = _shaped_model(model_dir)
     layers = int(model.config.num_hidden_layers)
     tok = min(3, _vocab(model) - 1)
@@ -115,16 +125,20 @@ def measure_attention_overhead(repeats: int = 3, rows: int = 32, model_dir: str 
         def gen(n: int, m: torch.nn.Module = model, p: list = prompts) -> None:
             sample_batch(m, p, max_new_tokens=n, temperature=1.0, seed=0)
 
-        per_step[ctx] = max(_best_time(lambda g=gen: g(56), repeats, min_s=0.0)
-                            - _best_time(lambda g=gen: g(8), repeats, min_s=0.0), 0.0) / 48.0
+        per_step[ctx] = (
+            max(
+                _best_time(lambda g=gen: g(56), repeats, min_s=0.0)
+                - _best_time(lambda g=gen: g(8), repeats, min_s=0.0),
+                0.0,
+            )
+            / 48.0
+        )
     return max(per_step[400] - per_step[16], 0.0) / (rows * 384.0 * layers)
 
 
 def measure_prefill_overhead(repeats: int = 3, model_dir: str | None = None) -> tuple[float, float]:
     """(seconds per fed token per layer, seconds per causal attention score per layer) of the
     harness's scoring forward (`score_tokens`, one padded batch), from three shapes."""
-    from models.decoding import score_tokens
-
     model = _shaped_model(model_dir)
     layers = int(model.config.num_hidden_layers)
     tok = min(3, _vocab(model) - 1)
@@ -133,50 +147,23 @@ def measure_prefill_overhead(repeats: int = 3, model_dir: str | None = None) -> 
     for rows, width in shapes:
         seqs = [[tok] * width for _ in range(rows)]
         plens = [1] * rows
-        times.append(_best_time(lambda s=seqs, p=plens: score_tokens(model, s, p, batch_size=len(s)),
-                                repeats))
-    a = torch.tensor([[1.0, layers * r * w, layers * r * w * w / 2.0] for r, w in shapes], dtype=torch.float64)
+        times.append(
+            _best_time(
+                lambda s=seqs, p=plens: score_tokens(model, s, p, batch_size=len(s)), repeats
+            )
+        )
+    a = torch.tensor(
+        [[1.0, layers * r * w, layers * r * w * w / 2.0] for r, w in shapes], dtype=torch.float64
+    )
     sol = torch.linalg.solve(a, torch.tensor(times, dtype=torch.float64)).tolist()
     return max(sol[1], 0.0), max(sol[2], 0.0)
 
 
-def measure_forward_overhead(repeats: int = 5) -> tuple[float, float]:
-    """(fixed seconds per call, seconds per layer per call) of one cached decode step."""
-    times = {}
-    for layers in (1, 5):
-        model = _tiny_llama(layers)
-        ids = torch.zeros(1, 16, dtype=torch.long)
-        with torch.no_grad():
-            out = model(ids, use_cache=True)
-            cache = out.past_key_values
-            nxt = torch.zeros(1, 1, dtype=torch.long)
-            pos = torch.tensor([[16]])
-
-            def step(m: torch.nn.Module = model, c: Any = cache, n: torch.Tensor = nxt, p: torch.Tensor = pos) -> None:
-                m(n, past_key_values=c, position_ids=p, use_cache=True)
-                try:  # keep the cache at 16 tokens across calls
-                    c.crop(-1)
-                except ValueError:  # older transformers: crop to a length
-                    c.crop(16)
-
-            try:
-                times[layers] = _best_time(step, repeats)
-            except AttributeError:  # a cache without crop: rebuild the call without a cache
-                times[layers] = _best_time(lambda m=model, i=ids: m(i[:, :1]), repeats)
-    per_layer = max((times[5] - times[1]) / 4.0, 0.0)
-    return max(times[1] - per_layer, 0.0), per_layer
-
-
-def measure_decode_overhead(repeats: int = 3, rows: int = 32) -> tuple[float, float, float] | None:
+def measure_decode_overhead(repeats: int = 3, rows: int = 32) -> tuple[float, float, float]:
     """(fixed, per-layer, per-row) seconds of one step of the harness's own decode loop
     (`models.decoding.sample_batch`: forward + sampling + cache bookkeeping), from the slope of
     wall time in generated tokens (64 vs 8 new tokens, so prefill and setup cancel) at 1 and 5
-    layers (one row), and at 1 vs `rows` rows (one layer). None when `models.decoding` is not
-    importable."""
-    try:
-        from models.decoding import sample_batch
-    except ImportError:
-        return None
+    layers (one row), and at 1 vs `rows` rows (one layer)."""
     per_step = {}
     # Stop and end tokens are out of the tiny vocabulary's reach: every row decodes all tokens.
     for layers, batch in ((1, 1), (5, 1), (1, rows)):
@@ -194,9 +181,17 @@ def measure_decode_overhead(repeats: int = 3, rows: int = 32) -> tuple[float, fl
     return max(per_step[(1, 1)] - per_layer - per_row, 0.0), per_layer, per_row
 
 
-def calibrate(name: str = "this-machine", size: int = 1024, mbytes: int = 256, repeats: int = 5,
-              dtype: str = "float32", threads: int | None = None, usd_per_hour: float = 0.0,
-              model_dir: str | None = None, rows: int = 32) -> dict[str, Any]:
+def calibrate(
+    name: str = "this-machine",
+    size: int = 1024,
+    mbytes: int = 256,
+    repeats: int = 5,
+    dtype: str = "float32",
+    threads: int | None = None,
+    usd_per_hour: float = 0.0,
+    model_dir: str | None = None,
+    rows: int = 32,
+) -> dict[str, Any]:
     """Run the measurements and return the hardware profile (data-file form); `model_dir`: measure
     the context and prefill overheads on a random-weight model of that config's shape; `rows`:
     the decode batch the per-row and attention overheads are measured at (the serving batch)."""
@@ -209,25 +204,26 @@ def calibrate(name: str = "this-machine", size: int = 1024, mbytes: int = 256, r
         torch.set_num_threads(before)  # a library call must not change the caller's torch state
 
 
-def _calibrate(name: str, size: int, mbytes: int, repeats: int, dtype: str, usd_per_hour: float,
-               model_dir: str | None = None, rows: int = 32) -> dict[str, Any]:
+def _calibrate(
+    name: str,
+    size: int,
+    mbytes: int,
+    repeats: int,
+    dtype: str,
+    usd_per_hour: float,
+    model_dir: str | None = None,
+    rows: int = 32,
+) -> dict[str, Any]:
     tdtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
     flops = measure_matmul_flops(size, repeats, tdtype)
     bw = measure_bandwidth(mbytes, repeats)
-    decode = measure_decode_overhead(repeats, max(int(rows), 2))
-    if decode is not None:
-        step, layer, seq = decode
-        what = ("models.decoding.sample_batch step (forward + sampling), tiny Llama, 64 vs 8 tokens, "
-                f"1 vs 5 layers, 1 vs {rows} rows")
-    else:
-        step, layer = measure_forward_overhead(repeats)
-        seq = 0.0
-        what = "tiny Llama cached decode step (forward only), 1 vs 5 layers"
-    try:
-        attn = measure_attention_overhead(repeats, max(int(rows), 1), model_dir)
-        token, pattn = measure_prefill_overhead(repeats, model_dir=model_dir)
-    except ImportError:  # the harness's decode loop is not importable: leave them to the roofline
-        attn = token = pattn = 0.0
+    step, layer, seq = measure_decode_overhead(repeats, max(int(rows), 2))
+    what = (
+        "models.decoding.sample_batch step (forward + sampling), tiny Llama, 64 vs 8 tokens, "
+        f"1 vs 5 layers, 1 vs {rows} rows"
+    )
+    attn = measure_attention_overhead(repeats, max(int(rows), 1), model_dir)
+    token, pattn = measure_prefill_overhead(repeats, model_dir=model_dir)
     shape = f"random-weight model shaped as {model_dir}" if model_dir else "tiny Llama"
     try:
         mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -240,18 +236,36 @@ def _calibrate(name: str, size: int, mbytes: int, repeats: int, dtype: str, usd_
         "name": name,
         "description": f"this machine's CPU as measured by ttc calibrate ({os.cpu_count()} logical cores)",
         "peak_flops_per_s": {"value": flops, "source": f"torch.mm {size}x{size} {dtype}; {how}"},
-        "hbm_bytes_per_s": {"value": bw, "source": f"torch.mv over a {mbytes} MiB float32 matrix; {how}"},
+        "hbm_bytes_per_s": {
+            "value": bw,
+            "source": f"torch.mv over a {mbytes} MiB float32 matrix; {how}",
+        },
         "hbm_bytes": {"value": float(mem), "source": "physical memory (os.sysconf)"},
-        "usd_per_hour": {"value": float(usd_per_hour), "source": "given to ttc calibrate (--usd-per-hour)"},
+        "usd_per_hour": {
+            "value": float(usd_per_hour),
+            "source": "given to ttc calibrate (--usd-per-hour)",
+        },
         "flops_efficiency": {"value": 1.0, "source": "1.0: the peak is a measured achievable rate"},
-        "bandwidth_efficiency": {"value": 1.0, "source": "1.0: the bandwidth is a measured achievable rate"},
+        "bandwidth_efficiency": {
+            "value": 1.0,
+            "source": "1.0: the bandwidth is a measured achievable rate",
+        },
         "step_overhead_s": {"value": step, "source": f"{what}: fixed part; {how}"},
         "layer_overhead_s": {"value": layer, "source": f"{what}: per layer; {how}"},
         "seq_overhead_s": {"value": seq, "source": f"{what}: per row; {how}"},
-        "token_overhead_s": {"value": token, "source": f"score_tokens on {shape}, shapes 8x32, 8x256, "
-                             f"32x64: per fed token per layer; {how}"},
-        "attn_overhead_s": {"value": attn, "source": f"sample_batch on {shape}, {rows} rows, 16 vs 400 "
-                            f"context tokens: per cached token, row and layer per step; {how}"},
-        "prefill_attn_overhead_s": {"value": pattn, "source": f"score_tokens on {shape}, shapes 8x32, "
-                                    f"8x256, 32x64: per causal attention score per layer; {how}"},
+        "token_overhead_s": {
+            "value": token,
+            "source": f"score_tokens on {shape}, shapes 8x32, 8x256, "
+            f"32x64: per fed token per layer; {how}",
+        },
+        "attn_overhead_s": {
+            "value": attn,
+            "source": f"sample_batch on {shape}, {rows} rows, 16 vs 400 "
+            f"context tokens: per cached token, row and layer per step; {how}",
+        },
+        "prefill_attn_overhead_s": {
+            "value": pattn,
+            "source": f"score_tokens on {shape}, shapes 8x32, "
+            f"8x256, 32x64: per causal attention score per layer; {how}",
+        },
     }

@@ -23,8 +23,11 @@ Forward FLOPs are about 2*params per token (Kaplan et al. 2020: 2N + 2*n_layer*n
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from planner.costs.modelspec import config_shape
 
 
 @dataclass(frozen=True)
@@ -42,8 +45,16 @@ class ModelShape:
     head_out: int  # vocab size for an LM head, num_labels for a classification head
 
     def __post_init__(self) -> None:
-        for name in ("n_layers", "d_model", "n_heads", "n_kv_heads", "head_dim", "d_ff",
-                     "vocab_size", "head_out"):
+        for name in (
+            "n_layers",
+            "d_model",
+            "n_heads",
+            "n_kv_heads",
+            "head_dim",
+            "d_ff",
+            "vocab_size",
+            "head_out",
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"ModelShape.{name} must be > 0, got {getattr(self, name)}")
         if self.n_heads % self.n_kv_heads:
@@ -74,41 +85,38 @@ class ModelShape:
         return self.n_layers * (attn + mlp)
 
 
-def _get(cfg: Any, *names: str, default: Any = None) -> Any:
-    for n in names:
-        v = getattr(cfg, n, None)
-        if v is not None:
-            return v
-    return default
-
-
-def shape_from_config(cfg: Any, *, head_out: int | None = None) -> ModelShape:
-    """ModelShape of a Llama / Qwen2 / Mistral / GPT-2 style config (a transformers config object).
+def shape_from_config(cfg: Mapping[str, Any] | Any, *, head_out: int | None = None) -> ModelShape:
+    """ModelShape of a Hugging Face config: a transformers config object or its `config.json` as a
+    dict, read by the planner's one reader (`planner.costs.modelspec.config_shape`).
 
     `head_out` overrides the head's width (e.g. num_labels for a token-classification PRM).
     """
-    model_type = getattr(cfg, "model_type", "")
-    d = int(_get(cfg, "hidden_size", "n_embd", "d_model"))
-    n_layers = int(_get(cfg, "num_hidden_layers", "n_layer", "num_layers"))
-    n_heads = int(_get(cfg, "num_attention_heads", "n_head"))
-    n_kv = int(_get(cfg, "num_key_value_heads", default=n_heads))
-    head_dim = int(_get(cfg, "head_dim", default=d // n_heads))
-    if model_type in ("gpt2", "gpt_neo", "gptj", "gpt_bigcode"):
-        d_ff = int(_get(cfg, "n_inner", "intermediate_size", default=4 * d))
-        gated = False
-    else:
-        d_ff = int(_get(cfg, "intermediate_size", "ffn_dim", default=4 * d))
-        act = str(_get(cfg, "hidden_act", "activation_function", default="silu"))
-        gated = model_type in ("llama", "qwen2", "qwen3", "mistral", "mixtral", "gemma", "gemma2",
-                               "phi3", "olmo", "olmo2", "granite") or act in ("silu", "swiglu")
-    vocab = int(_get(cfg, "vocab_size"))
-    return ModelShape(n_layers=n_layers, d_model=d, n_heads=n_heads, n_kv_heads=n_kv,
-                      head_dim=head_dim, d_ff=d_ff, gated_mlp=gated, vocab_size=vocab,
-                      head_out=int(head_out) if head_out is not None else vocab)
+    if not isinstance(cfg, Mapping):
+        # its json keys plus the attribute aliases a config answers to (GPT-2's n_embd is also
+        # hidden_size): the keys a config.json may use either way
+        cfg = {**cfg.to_dict(), **{a: getattr(cfg, a) for a in getattr(cfg, "attribute_map", {})}}
+    s = config_shape(cfg)
+    return ModelShape(
+        n_layers=s.n_layers,
+        d_model=s.hidden_size,
+        n_heads=s.n_heads,
+        n_kv_heads=s.n_kv_heads,
+        head_dim=s.head_dim,
+        d_ff=s.intermediate_size,
+        gated_mlp=s.gated_mlp,
+        vocab_size=s.vocab_size,
+        head_out=int(head_out) if head_out is not None else s.vocab_size,
+    )
 
 
-def forward_flops(shape: ModelShape, n_tokens: int, past: int = 0, *, logits: int | None = None,
-                  causal: bool = True) -> float:
+def forward_flops(
+    shape: ModelShape,
+    n_tokens: int,
+    past: int = 0,
+    *,
+    logits: int | None = None,
+    causal: bool = True,
+) -> float:
     """FLOPs of one forward pass over `n_tokens` new tokens after `past` cached tokens.
 
     logits: positions whose head output is computed (default all n_tokens; 1 for a decode step or
@@ -124,12 +132,16 @@ def forward_flops(shape: ModelShape, n_tokens: int, past: int = 0, *, logits: in
         keys = n_tokens * past + n_tokens * (n_tokens + 1) / 2
     else:
         keys = n_tokens * (past + n_tokens)
-    return (n_tokens * shape.linear_flops_per_token + keys * shape.attn_flops_per_key
-            + n_logits * shape.head_flops_per_token)
+    return (
+        n_tokens * shape.linear_flops_per_token
+        + keys * shape.attn_flops_per_key
+        + n_logits * shape.head_flops_per_token
+    )
 
 
-def generation_flops(shape: ModelShape, prompt_tokens: int, gen_tokens: int,
-                     *, prefill: bool = True) -> float:
+def generation_flops(
+    shape: ModelShape, prompt_tokens: int, gen_tokens: int, *, prefill: bool = True
+) -> float:
     """Prefill the prompt (logits at its last position), then decode `gen_tokens` tokens.
 
     The last sampled token is never fed back, so decoding feeds gen_tokens - 1 tokens, each
@@ -139,21 +151,3 @@ def generation_flops(shape: ModelShape, prompt_tokens: int, gen_tokens: int,
     if gen_tokens > 1:
         total += forward_flops(shape, gen_tokens - 1, prompt_tokens)
     return total
-
-
-class FlopsMeter:
-    """Accumulates analytic FLOPs and token counts for one model."""
-
-    def __init__(self, shape: ModelShape) -> None:
-        self.shape = shape
-        self.flops = 0.0
-        self.tokens = 0
-
-    def forward(self, n_tokens: int, past: int = 0, *, logits: int | None = None) -> float:
-        f = forward_flops(self.shape, n_tokens, past, logits=logits)
-        self.flops += f
-        self.tokens += n_tokens
-        return f
-
-    def snapshot(self) -> tuple[float, int]:
-        return self.flops, self.tokens

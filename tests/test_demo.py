@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from planner.cli import main
-from planner.schema import PROFILE, SAMPLES, read_table
+from planner.tables import PROFILE, SAMPLES, read_table
 
 
 @pytest.mark.slow

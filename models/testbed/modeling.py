@@ -27,8 +27,9 @@ PACK_EXAMPLES = 4  # examples per row of `packed_batch`
 
 
 @dataclass(frozen=True)
-class ModelSpec:
-    """Shape of one Llama model (SwiGLU MLP of width `intermediate`, default 4·hidden; tied embeddings)."""
+class LlamaShape:
+    """The architecture of one testbed model: a Llama of this shape (SwiGLU MLP of width
+    `intermediate`, default 4·hidden; tied embeddings)."""
 
     hidden: int
     layers: int
@@ -78,7 +79,7 @@ class TrainSpec:
             raise ValueError(f"steps, batch_size and lr must be positive, got {self}")
 
 
-def build_model(spec: ModelSpec, seed: int) -> LlamaForCausalLM:
+def build_model(spec: LlamaShape, seed: int) -> LlamaForCausalLM:
     codec = CharCodec()
     torch.manual_seed(seed)
     model = LlamaForCausalLM(spec.config(codec.vocab_size))
@@ -91,7 +92,7 @@ def count_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
 
 
-def lr_at(step: int, spec: TrainSpec) -> float:
+def _lr_at(step: int, spec: TrainSpec) -> float:
     """Linear warm-up, then cosine decay to 10% of the peak."""
     if step < spec.warmup:
         return spec.lr * (step + 1) / spec.warmup
@@ -114,7 +115,9 @@ def pad_batch(
     return ids, att, labels
 
 
-def pretrain_batch(seed: int, step: int, batch_size: int) -> tuple[list[list[int]], list[list[int]]]:
+def pretrain_batch(
+    seed: int, step: int, batch_size: int
+) -> tuple[list[list[int]], list[list[int]]]:
     """The pretraining batch of one step: one level per batch (little padding), seeded by step.
 
     The loss covers the completion and <eos>, not the random question digits.
@@ -161,16 +164,25 @@ def packed_batch(seed: int, step: int, batch_size: int) -> tuple[list[list[int]]
 
 
 def lm_loss(
-    model: torch.nn.Module, ids: torch.Tensor, att: torch.Tensor, labels: torch.Tensor, reduction: str = "mean"
+    model: torch.nn.Module,
+    ids: torch.Tensor,
+    att: torch.Tensor,
+    labels: torch.Tensor,
+    reduction: str = "mean",
 ) -> torch.Tensor:
     """Next-token cross-entropy over the labelled positions (mean, or "sum")."""
     logits = model(input_ids=ids, attention_mask=att).logits[:, :-1]
     return F.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100, reduction=reduction
+        logits.reshape(-1, logits.shape[-1]),
+        labels[:, 1:].reshape(-1),
+        ignore_index=-100,
+        reduction=reduction,
     )
 
 
-def lm_loss_parts(model: torch.nn.Module, parts: list[tuple[list[list[int]], list[list[int]]]]) -> tuple[torch.Tensor, int]:
+def lm_loss_parts(
+    model: torch.nn.Module, parts: list[tuple[list[list[int]], list[list[int]]]]
+) -> tuple[torch.Tensor, int]:
     """Mean token loss over several sub-batches, each padded to its own width; (loss, tokens read).
 
     The same loss as one batch of all the rows, without padding short rows to the longest
@@ -188,16 +200,20 @@ def lm_loss_parts(model: torch.nn.Module, parts: list[tuple[list[list[int]], lis
     return total / max(1, n_loss), n_read
 
 
-def length_grouped(rng: random.Random, lengths: list[int], batch_size: int, group: int = 8) -> list[int]:
+def length_grouped(
+    rng: random.Random, lengths: list[int], batch_size: int, group: int = 8
+) -> list[int]:
     """Indices of one batch of items of similar length: draw `group` batches' worth uniformly,
     sort them by length, take one of the `group` slices at random (each item is as likely to be
     picked as with plain uniform draws; the batch needs far less padding)."""
-    pool = sorted((rng.randrange(len(lengths)) for _ in range(group * batch_size)), key=lambda i: (lengths[i], i))
+    pool = sorted(
+        (rng.randrange(len(lengths)) for _ in range(group * batch_size)),
+        key=lambda i: (lengths[i], i),
+    )
     k = rng.randrange(group)
     return pool[k * batch_size : (k + 1) * batch_size]
 
 
-BatchFn = Callable[[int], tuple[list[list[int]], list[list[int]]]]
 LossFn = Callable[[torch.nn.Module, int], tuple[torch.Tensor, int]]
 
 
@@ -224,7 +240,10 @@ def train_loop(
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
     opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": spec.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        [
+            {"params": decay, "weight_decay": spec.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
         lr=spec.lr,
         betas=(0.9, 0.95),
     )
@@ -241,7 +260,7 @@ def train_loop(
         if threads_from is not None and step == max(start, threads_from[0]):
             torch.set_num_threads(threads_from[1])
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, spec)
+            group["lr"] = _lr_at(step, spec)
         loss, n_tok = loss_fn(model, step)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -264,16 +283,31 @@ def train_loop(
     }
 
 
-def _save_ckpt(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, step: int, tokens: int, seconds: float) -> None:
+def _save_ckpt(
+    path: Path,
+    model: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    step: int,
+    tokens: int,
+    seconds: float,
+) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(
-        {"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "tokens": tokens, "seconds": seconds},
+        {
+            "model": model.state_dict(),
+            "opt": opt.state_dict(),
+            "step": step,
+            "tokens": tokens,
+            "seconds": seconds,
+        },
         tmp,
     )
     os.replace(tmp, path)
 
 
-def _progress(it: range, desc: str, enabled: bool, initial: int, total: int) -> Iterator[int] | range:
+def _progress(
+    it: range, desc: str, enabled: bool, initial: int, total: int
+) -> Iterator[int] | range:
     if not enabled:
         return it
     from tqdm.auto import tqdm
@@ -282,7 +316,13 @@ def _progress(it: range, desc: str, enabled: bool, initial: int, total: int) -> 
 
 
 def pretrain(
-    spec: ModelSpec, train: TrainSpec, seed: int, ckpt_path: Path, *, desc: str, progress: bool,
+    spec: LlamaShape,
+    train: TrainSpec,
+    seed: int,
+    ckpt_path: Path,
+    *,
+    desc: str,
+    progress: bool,
     threads_from: tuple[int, int] | None = None,
 ) -> tuple[LlamaForCausalLM, dict]:
     """Train one LM from scratch on the testbed task; returns the model and its training record."""
@@ -294,7 +334,9 @@ def pretrain(
         ids, att, labels = pad_batch(seqs, masks, codec.pad_id)
         return lm_loss(m, ids, att, labels), sum(len(s) for s in seqs)
 
-    record = train_loop(model, train, loss_fn, ckpt_path, desc=desc, progress=progress, threads_from=threads_from)
+    record = train_loop(
+        model, train, loss_fn, ckpt_path, desc=desc, progress=progress, threads_from=threads_from
+    )
     n = count_params(model)
     record.update(
         {

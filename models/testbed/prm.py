@@ -33,6 +33,9 @@ import torch
 import torch.nn.functional as F
 
 from models.testbed import task
+from models.testbed.checkpoints import load_model, save_model
+from models.testbed.generation import max_new_tokens_for, sample_chunked, sample_completions
+from models.testbed.modeling import count_params, length_grouped, train_loop
 from models.testbed.settings import TestbedSettings
 from models.testbed.tokenizer import CharCodec
 from models.testbed.verifiers import completion_lines, prm_input, prm_logits_to_scores
@@ -77,14 +80,21 @@ def solution_item(problem: task.TestbedProblem, completion: str) -> dict | None:
     if not lines:
         return None
     has_answer = lines[-1].startswith(task.ANSWER_PREFIX.strip())
-    item = {"question": problem.question, "answer": problem.answer, "lines": lines, "labels": [0.0] * len(lines),
-            "n_steps": len(lines) - 1 if has_answer else len(lines)}
+    item = {
+        "question": problem.question,
+        "answer": problem.answer,
+        "lines": lines,
+        "labels": [0.0] * len(lines),
+        "n_steps": len(lines) - 1 if has_answer else len(lines),
+    }
     if has_answer:
         item["labels"][-1] = float(task.is_correct(lines[-1], problem.answer))
     return item
 
 
-def rollout_labels(policy, settings: TestbedSettings, progress: bool) -> tuple[list[dict], dict]:
+def rollout_labels(
+    policy: torch.nn.Module, settings: TestbedSettings, progress: bool
+) -> tuple[list[dict], dict]:
     """Solutions with a Monte-Carlo soft label per line, and counts for the manifest.
 
     Rollouts go one step index at a time. With `stop_dead`, once no rollout from a prefix reaches
@@ -93,9 +103,6 @@ def rollout_labels(policy, settings: TestbedSettings, progress: bool) -> tuple[l
     first failing one negative the same way). That spends the rollouts on the steps still in
     doubt.
     """
-    from models.testbed.quality import max_new_tokens_for, sample_completions
-    from models.testbed.sampling import sample_batch
-
     spec = settings.prm
     codec = CharCodec()
     seed = settings.seed + PRM_SEED_OFFSET
@@ -120,18 +127,29 @@ def rollout_labels(policy, settings: TestbedSettings, progress: bool) -> tuple[l
         prompts = []
         for i in todo:
             it = items[i]
-            prefix = task.format_prompt(it["question"]) + task.STEP_DELIMITER.join(it["lines"][: j + 1]) + task.STEP_DELIMITER
+            prefix = (
+                task.format_prompt(it["question"])
+                + task.STEP_DELIMITER.join(it["lines"][: j + 1])
+                + task.STEP_DELIMITER
+            )
             prompts += [[codec.bos_id, *codec.encode(prefix)]] * spec.rollouts
-        gens = sample_batch(
-            policy, prompts, max_new_tokens=max_new, temperature=1.0,
-            eos_token_id=codec.eos_id, pad_token_id=codec.pad_id, seed=seed + 1 + 1000 * j,
+        gens = sample_chunked(
+            policy,
+            prompts,
+            max_new_tokens=max_new,
+            temperature=1.0,
+            eos_token_id=codec.eos_id,
+            pad_token_id=codec.pad_id,
+            seed=seed + 1 + 1000 * j,
         )
         n_rollouts += len(gens)
         rollout_tokens += sum(len(g.token_ids) for g in gens)
         alive = []
         for k, i in enumerate(todo):
-            hits = sum(task.is_correct(codec.decode(g.token_ids), items[i]["answer"])
-                       for g in gens[k * spec.rollouts : (k + 1) * spec.rollouts])
+            hits = sum(
+                task.is_correct(codec.decode(g.token_ids), items[i]["answer"])
+                for g in gens[k * spec.rollouts : (k + 1) * spec.rollouts]
+            )
             items[i]["labels"][j] = hits / spec.rollouts
             if hits or not spec.stop_dead:
                 alive.append(i)
@@ -144,7 +162,9 @@ def rollout_labels(policy, settings: TestbedSettings, progress: bool) -> tuple[l
         "prm_questions": spec.questions,
         "prm_solutions": len(items),
         "prm_labelled_lines": sum(len(it["lines"]) for it in items),
-        "prm_wrong_answer_solutions": sum(not task.is_correct("\n".join(it["lines"]), it["answer"]) for it in items),
+        "prm_wrong_answer_solutions": sum(
+            not task.is_correct("\n".join(it["lines"]), it["answer"]) for it in items
+        ),
         "prm_lines_labelled_dead": dead,
         "prm_rollouts": n_rollouts,
         "prm_rollout_tokens": rollout_tokens,
@@ -154,10 +174,15 @@ def rollout_labels(policy, settings: TestbedSettings, progress: bool) -> tuple[l
     return items, stats
 
 
-def prm_batch(items: list[dict], rng: random.Random, batch_size: int, codec: CharCodec, lengths: list[int] | None = None):
-    """One training batch: uniform draws, or with `lengths` a batch of similar lengths."""
-    from models.testbed.modeling import length_grouped
-
+def prm_batch(
+    items: list[dict],
+    rng: random.Random,
+    batch_size: int,
+    codec: CharCodec,
+    lengths: list[int] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One training batch: uniform draws, or with `lengths` a batch of similar lengths;
+    (ids, attention mask, step-tag mask, soft labels at the tags, LM labels)."""
     if lengths is None:
         chosen = [items[rng.randrange(len(items))] for _ in range(batch_size)]
     else:
@@ -177,7 +202,9 @@ def prm_batch(items: list[dict], rng: random.Random, batch_size: int, codec: Cha
             tag_mask[b, t] = True
             soft[b, t] = y
         if it["labels"] and it["labels"][-1] == 1.0:
-            q = prompt_len.setdefault(it["question"], len(codec.encode(task.format_prompt(it["question"]))) + 1)
+            q = prompt_len.setdefault(
+                it["question"], len(codec.encode(task.format_prompt(it["question"]))) + 1
+            )
             seq_t = torch.tensor(seq)
             keep = seq_t != codec.tag_id
             keep[:q] = False
@@ -185,7 +212,9 @@ def prm_batch(items: list[dict], rng: random.Random, batch_size: int, codec: Cha
     return ids, att, tag_mask, soft, lm_labels
 
 
-def prm_loss(model: torch.nn.Module, batch: tuple, codec: CharCodec, lm_weight: float) -> tuple[torch.Tensor, int]:
+def prm_loss(
+    model: torch.nn.Module, batch: tuple, codec: CharCodec, lm_weight: float
+) -> tuple[torch.Tensor, int]:
     """BCE between P(good) at the step tags and the soft labels, plus `lm_weight` times the LM loss
     on the correct solutions' lines; (loss, tokens read). `batch` is `prm_batch`'s output."""
     ids, att, tag_mask, soft, lm_labels = batch
@@ -195,16 +224,18 @@ def prm_loss(model: torch.nn.Module, batch: tuple, codec: CharCodec, lm_weight: 
     loss = -(y * pair[:, 0] + (1 - y) * pair[:, 1]).mean()
     if lm_weight > 0 and bool((lm_labels[:, 1:] != -100).any()):
         lg = logits[:, :-1]
-        lm = F.cross_entropy(lg.reshape(-1, lg.shape[-1]), lm_labels[:, 1:].reshape(-1), ignore_index=-100)
+        lm = F.cross_entropy(
+            lg.reshape(-1, lg.shape[-1]), lm_labels[:, 1:].reshape(-1), ignore_index=-100
+        )
         loss = loss + lm_weight * lm
     return loss, int(att.sum())
 
 
-def prepare_labels(settings: TestbedSettings, work: Path, dirs: dict[str, Path], progress: bool) -> tuple[list[dict], dict]:
+def prepare_labels(
+    settings: TestbedSettings, work: Path, dirs: dict[str, Path], progress: bool
+) -> tuple[list[dict], dict]:
     """The rollout labels, computed once into ``work/labels.json`` (they need only the policy, so
     a run computes them while the larger LM is still pretraining)."""
-    from models.testbed.stages import load_model
-
     labels_path = work / "labels.json"
     if labels_path.exists():
         saved = json.loads(labels_path.read_text())
@@ -217,20 +248,26 @@ def prepare_labels(settings: TestbedSettings, work: Path, dirs: dict[str, Path],
     return items, stats
 
 
-def train_prm(settings: TestbedSettings, work: Path, out: Path, dirs: dict[str, Path], progress: bool) -> dict:
-    from models.testbed.modeling import count_params, train_loop
-    from models.testbed.stages import load_model, save_model
-
+def train_prm(
+    settings: TestbedSettings, work: Path, out: Path, dirs: dict[str, Path], progress: bool
+) -> dict:
+    """The PRM stage: rollout labels, then fine-tuning of the larger LM; returns its record."""
     t0 = time.perf_counter()
     codec = CharCodec()
     items, stats = prepare_labels(settings, work, dirs, progress)
     model = load_model(dirs["large"])
     spec = settings.prm
-    lengths = [sum(len(line) + 2 for line in it["lines"]) + len(it["question"]) for it in items] if spec.grouped else None
+    lengths = (
+        [sum(len(line) + 2 for line in it["lines"]) + len(it["question"]) for it in items]
+        if spec.grouped
+        else None
+    )
 
     def loss_fn(m: torch.nn.Module, step: int) -> tuple[torch.Tensor, int]:
         rng = random.Random(f"testbed-prm:{settings.seed}:{step}")
-        return prm_loss(m, prm_batch(items, rng, spec.train.batch_size, codec, lengths), codec, spec.lm_weight)
+        return prm_loss(
+            m, prm_batch(items, rng, spec.train.batch_size, codec, lengths), codec, spec.lm_weight
+        )
 
     record = train_loop(model, spec.train, loss_fn, work / "ckpt.pt", desc="PRM", progress=progress)
     save_model(model, out / "model")
@@ -240,7 +277,9 @@ def train_prm(settings: TestbedSettings, work: Path, out: Path, dirs: dict[str, 
         s = prm_logits_to_scores(model(input_ids=torch.tensor([ids])).logits[0, tags], codec)
         assert bool(((s >= 0) & (s <= 1)).all())
     n = count_params(model)
-    mean_label = sum(sum(it["labels"]) for it in items) / max(1, sum(len(it["labels"]) for it in items))
+    mean_label = sum(sum(it["labels"]) for it in items) / max(
+        1, sum(len(it["labels"]) for it in items)
+    )
     record.update(stats)
     record.update(
         {

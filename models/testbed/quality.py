@@ -19,108 +19,28 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from models.testbed import task
+from models.testbed.checkpoints import load_hf_model
+from models.testbed.generation import sample_completions
+from models.testbed.metrics import GROUPS, grouped_auroc, mean_with_ci, subset_accuracy
+from models.testbed.modeling import count_params
+from models.testbed.reviser import evaluate_reviser
+from models.testbed.settings import TestbedSettings
 from models.testbed.task import TestbedProblem
 from models.testbed.tokenizer import CharCodec
+from models.testbed.verifiers import likelihood_line_scores, min_score, prm_line_scores
+from planner.estimate.closed_form import pass_at_k
 
-GROUPS = {"easy": (1, 2), "medium": (3, 4, 5), "hard": (6, 7, 8)}
 EVAL_SEED_OFFSET = 1_000_003  # evaluation problems never overlap the training streams' seeds
 
 
-def eval_problems(seed: int, per_level: int, levels: Sequence[int] = task.DEFAULT_LEVELS) -> list[TestbedProblem]:
+def eval_problems(
+    seed: int, per_level: int, levels: Sequence[int] = task.DEFAULT_LEVELS
+) -> list[TestbedProblem]:
+    """`per_level` evaluation problems of every level, from a stream no training stage draws."""
     return task.generate_problems(per_level * len(levels), seed + EVAL_SEED_OFFSET, levels)
-
-
-def max_new_tokens_for(problems: Sequence[TestbedProblem]) -> int:
-    return int(1.5 * max(len(p.completion) for p in problems)) + 16
-
-
-def sample_completions(
-    model, problems: Sequence[TestbedProblem], n: int, seed: int, temperature: float = 1.0
-) -> tuple[list[list[str]], list[list[int]]]:
-    """n sampled completions per problem (text without <eos>) and their generated token counts."""
-    from models.testbed.sampling import sample_batch
-
-    codec = CharCodec()
-    # One call for every level: the sampler drops finished rows, so short answers cost nothing.
-    prompts = [[codec.bos_id, *codec.encode(task.format_prompt(p.question))] for p in problems for _ in range(n)]
-    gens = sample_batch(
-        model, prompts, max_new_tokens=max_new_tokens_for(problems), temperature=temperature,
-        eos_token_id=codec.eos_id, pad_token_id=codec.pad_id, seed=seed,
-    )
-    texts: list[list[str]] = [[] for _ in problems]
-    ntok: list[list[int]] = [[] for _ in problems]
-    for j, g in enumerate(gens):
-        texts[j // n].append(codec.decode(g.token_ids))
-        ntok[j // n].append(len(g.token_ids))
-    return texts, ntok
-
-
-# --- estimators -------------------------------------------------------------------------------
-
-
-def pass_at_k(n: int, c: int, k: int) -> float:
-    """1 - C(n-c, k)/C(n, k), as a product for stability."""
-    if n - c < k:
-        return 1.0
-    return 1.0 - float(np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
-
-
-def grouped_auroc(groups: Sequence[Sequence[tuple[float, bool]]]) -> tuple[float | None, int]:
-    """AUROC over (positive, negative) pairs taken only within each group; (auc, pairs)."""
-    num, pairs = 0.0, 0
-    for g in groups:
-        pos = [s for s, y in g if y]
-        neg = [s for s, y in g if not y]
-        if not pos or not neg:
-            continue
-        neg_a = np.sort(np.asarray(neg, dtype=float))
-        for s in pos:
-            lo = np.searchsorted(neg_a, s, side="left")
-            hi = np.searchsorted(neg_a, s, side="right")
-            num += lo + 0.5 * (hi - lo)
-        pairs += len(pos) * len(neg)
-    return (num / pairs if pairs else None), pairs
-
-
-def vote(answers: Sequence[str | None], weights: Sequence[float] | None = None) -> list[str]:
-    """The answers with the largest (weighted) vote; None answers do not vote."""
-    tally: dict[str, float] = defaultdict(float)
-    for i, a in enumerate(answers):
-        if a is not None:
-            tally[a] += 1.0 if weights is None else weights[i]
-    if not tally:
-        return []
-    top = max(tally.values())
-    return [a for a, v in tally.items() if v >= top - 1e-12 * max(1.0, abs(top))]
-
-
-def subset_accuracy(
-    answers: Sequence[str | None],
-    correct: Sequence[bool],
-    k: int,
-    rng: random.Random,
-    draws: int,
-    weights: Sequence[float] | None = None,
-) -> float:
-    """Expected accuracy of (weighted) majority over random k-subsets (ties split evenly)."""
-    n = len(answers)
-    right = {a for a, c in zip(answers, correct, strict=True) if c and a is not None}
-    total = 0.0
-    subsets = [list(range(n))] if k >= n else [rng.sample(range(n), k) for _ in range(draws)]
-    for sub in subsets:
-        top = vote([answers[i] for i in sub], None if weights is None else [weights[i] for i in sub])
-        total += sum(a in right for a in top) / len(top) if top else 0.0
-    return total / len(subsets)
-
-
-def mean_ci(values: Sequence[float]) -> dict:
-    v = np.asarray(values, dtype=float)
-    if len(v) == 0:
-        return {"mean": None, "ci95": None, "n": 0}
-    half = 1.96 * float(v.std(ddof=1)) / math.sqrt(len(v)) if len(v) > 1 else float("nan")
-    return {"mean": round(float(v.mean()), 4), "ci95": round(half, 4), "n": len(v)}
 
 
 # --- evaluation -------------------------------------------------------------------------------
@@ -130,10 +50,17 @@ def _r(x: float | None) -> float | None:
     return None if x is None else round(float(x), 4)
 
 
-def evaluate_pool(
+def _evaluate_pool(
     problems: Sequence[TestbedProblem],
     completions: Sequence[Sequence[str]],
-    verifier_scores: dict[str, tuple[list[list[list[float]]], Callable[[list[float]], float], Callable[[list[float]], list[float]]]],
+    verifier_scores: dict[
+        str,
+        tuple[
+            list[list[list[float]]],
+            Callable[[list[float]], float],
+            Callable[[list[float]], list[float]],
+        ],
+    ],
     *,
     k: int,
     seed: int,
@@ -155,8 +82,8 @@ def evaluate_pool(
         row = {
             "level": p.level,
             "pass1": sum(correct) / n,
-            "pass_n": pass_at_k(n, sum(correct), n),
-            "ceiling_n": pass_at_k(n, sum(chains), n),
+            "pass_n": float(pass_at_k(n, sum(correct), n)),
+            "ceiling_n": float(pass_at_k(n, sum(chains), n)),
             "correct": sum(correct),
             "lucky": sum(c and not ch for c, ch in zip(correct, chains, strict=True)),
             "majority": subset_accuracy(answers, correct, k, rng, draws),
@@ -181,13 +108,17 @@ def evaluate_pool(
             "pass1": _r(np.mean([r["pass1"] for r in rows])),
             "pass_n": _r(np.mean([r["pass_n"] for r in rows])),
             "chain_ceiling_n": _r(np.mean([r["ceiling_n"] for r in rows])),
-            "lucky_share_of_correct": _r(sum(r["lucky"] for r in rows) / max(1, sum(r["correct"] for r in rows))),
+            "lucky_share_of_correct": _r(
+                sum(r["lucky"] for r in rows) / max(1, sum(r["correct"] for r in rows))
+            ),
             f"majority@{k}": _r(np.mean([r["majority"] for r in rows])),
         }
         for name in verifier_scores:
-            step_auc, step_pairs = grouped_auroc([g for level in lv for g in step_groups[name][level]])
+            step_auc, step_pairs = grouped_auroc(
+                [g for level in lv for g in step_groups[name][level]]
+            )
             sol_auc, sol_pairs = grouped_auroc([g for level in lv for g in sol_groups[name][level]])
-            diff = mean_ci([r[f"weighted:{name}"] - r["majority"] for r in rows])
+            diff = mean_with_ci([r[f"weighted:{name}"] - r["majority"] for r in rows])
             out[name] = {
                 "step_auroc_within_question_step": _r(step_auc),
                 "step_pairs": step_pairs,
@@ -208,14 +139,17 @@ def evaluate_pool(
     return result
 
 
-def prefix_min(xs: list[float]) -> list[float]:
+def _prefix_min(xs: list[float]) -> list[float]:
     return list(np.minimum.accumulate(xs)) if xs else []
 
 
-def verifier_table(large, prm, problems: Sequence[TestbedProblem], completions: Sequence[Sequence[str]]) -> dict:
+def _verifier_table(
+    large: torch.nn.Module | None,
+    prm: torch.nn.Module | None,
+    problems: Sequence[TestbedProblem],
+    completions: Sequence[Sequence[str]],
+) -> dict:
     """Line scores by the larger LM's likelihood and by the PRM for a pool."""
-    from models.testbed.verifiers import likelihood_line_scores, min_score, prm_line_scores
-
     flat_q = [p.question for p, comps in zip(problems, completions, strict=True) for _ in comps]
     flat_c = [c for comps in completions for c in comps]
     out: dict = {}
@@ -229,14 +163,18 @@ def verifier_table(large, prm, problems: Sequence[TestbedProblem], completions: 
 
     if large is not None:
         ll = regroup(likelihood_line_scores(large, flat_q, flat_c))
-        out["large_likelihood"] = (ll, lambda ls: math.exp(min_score(ls)) if ls else 0.0, prefix_min)
+        out["large_likelihood"] = (
+            ll,
+            lambda ls: math.exp(min_score(ls)) if ls else 0.0,
+            _prefix_min,
+        )
     if prm is not None:
         ps = regroup(prm_line_scores(prm, flat_q, flat_c))
         out["prm_last"] = (ps, lambda ls: ls[-1] if ls else 0.0, lambda ls: ls)
     return out
 
 
-def matched_flops(
+def _matched_flops(
     problems: Sequence[TestbedProblem],
     policy_tokens: Sequence[Sequence[int]],
     large_tokens: Sequence[Sequence[int]],
@@ -263,12 +201,20 @@ def matched_flops(
         k_large = max(1, round(k * ratio))
         answers = [task.extract_answer(c) for c in lc]
         correct = [task.is_correct(c, p.answer) for c in lc]
-        per_level[p.level].append((ratio, min(k_large, len(lc)), k_large > len(lc),
-                                   subset_accuracy(answers, correct, min(k_large, len(lc)), rng, 64)))
+        per_level[p.level].append(
+            (
+                ratio,
+                min(k_large, len(lc)),
+                k_large > len(lc),
+                subset_accuracy(answers, correct, min(k_large, len(lc)), rng, 64),
+            )
+        )
     res: dict = {"levels": {}, "groups": {}}
     for lv, rows in sorted(per_level.items()):
         res["levels"][str(lv)] = {
-            "flops_ratio_vs_policy_generation": _r(np.mean([r[0] for r in rows]) * params_large / params_policy),
+            "flops_ratio_vs_policy_generation": _r(
+                np.mean([r[0] for r in rows]) * params_large / params_policy
+            ),
             "k_large": int(np.median([r[1] for r in rows])),
             "k_large_capped": any(r[2] for r in rows),
             "large_majority_at_matched_flops": _r(np.mean([r[3] for r in rows])),
@@ -276,19 +222,24 @@ def matched_flops(
     for g, lvs in GROUPS.items():
         rows = [r for lv in lvs for r in per_level.get(lv, [])]
         if rows:
-            res["groups"][g] = {"large_majority_at_matched_flops": _r(np.mean([r[3] for r in rows])),
-                                "k_large": int(np.median([r[1] for r in rows]))}
+            res["groups"][g] = {
+                "large_majority_at_matched_flops": _r(np.mean([r[3] for r in rows])),
+                "k_large": int(np.median([r[1] for r in rows])),
+            }
     return res
 
 
 def evaluate_run(
-    dirs: dict[str, Path], problems_per_level: int, samples: int, k: int, seed: int,
-    progress: bool = False, levels: Sequence[int] = task.DEFAULT_LEVELS, reviser_temperature: float = 1.0,
+    dirs: dict[str, Path],
+    problems_per_level: int,
+    samples: int,
+    k: int,
+    seed: int,
+    progress: bool = False,
+    levels: Sequence[int] = task.DEFAULT_LEVELS,
+    reviser_temperature: float = 1.0,
 ) -> dict:
     """Every quality figure for models in `dirs` (name -> HF model dir)."""
-    from models.testbed.modeling import count_params
-    from models.testbed.stages import load_hf_model
-
     models = {n: load_hf_model(Path(d)) for n, d in dirs.items()}
     problems = eval_problems(seed, problems_per_level, levels)
     log = print if progress else (lambda *a, **kw: None)
@@ -297,40 +248,59 @@ def evaluate_run(
     log("[quality] sampling the larger LM", flush=True)
     big_c, big_t = sample_completions(models["large"], problems, samples, seed + 1)
     log("[quality] scoring", flush=True)
-    vt = verifier_table(models["large"], models.get("prm"), problems, pol_c)
+    vt = _verifier_table(models["large"], models.get("prm"), problems, pol_c)
     out = {
         "eval_seed": seed + EVAL_SEED_OFFSET,
-        "policy": evaluate_pool(problems, pol_c, vt, k=k, seed=seed),
-        "large": evaluate_pool(problems, big_c, {}, k=k, seed=seed),
-        "matched_flops": matched_flops(
-            problems, pol_t, big_t, big_c, count_params(models["policy"]), count_params(models["large"]), k, seed
+        "policy": _evaluate_pool(problems, pol_c, vt, k=k, seed=seed),
+        "large": _evaluate_pool(problems, big_c, {}, k=k, seed=seed),
+        "matched_flops": _matched_flops(
+            problems,
+            pol_t,
+            big_t,
+            big_c,
+            count_params(models["policy"]),
+            count_params(models["large"]),
+            k,
+            seed,
         ),
     }
     if "reviser" in models:
         log("[quality] revision chains", flush=True)
-        from models.testbed.reviser import evaluate_reviser
-
         out["reviser"] = evaluate_reviser(
-            models["reviser"], problems, chains=max(1, samples // 4), seed=seed, temperature=reviser_temperature
+            models["reviser"],
+            problems,
+            chains=max(1, samples // 4),
+            seed=seed,
+            temperature=reviser_temperature,
         )
     return out
 
 
-def manifest_quality(settings, dirs: dict[str, Path], progress: bool) -> dict:
+def manifest_quality(settings: TestbedSettings, dirs: dict[str, Path], progress: bool) -> dict:
+    """The quality stage: the compact figures of the finished stages' models, for the manifest."""
     e = settings.eval
     res = evaluate_run(
         {n: dirs[n] / "model" for n in ("policy", "large", "prm", "reviser")},
-        e.problems_per_level, e.samples, k=min(8, e.samples), seed=settings.seed, progress=progress,
+        e.problems_per_level,
+        e.samples,
+        k=min(8, e.samples),
+        seed=settings.seed,
+        progress=progress,
         levels=settings.levels,
     )
-    return summary(res)
+    return _summary(res)
 
 
-def summary(res: dict) -> dict:
+def _summary(res: dict) -> dict:
     """The compact figures for the manifest."""
     pol, big = res["policy"], res["large"]
     k = pol["k"]
-    out: dict = {"k": k, "samples_per_question": pol["samples_per_question"], "levels": {}, "groups": {}}
+    out: dict = {
+        "k": k,
+        "samples_per_question": pol["samples_per_question"],
+        "levels": {},
+        "groups": {},
+    }
     for lv, f in pol["levels"].items():
         row = {
             "policy_pass1": f["pass1"],
@@ -348,7 +318,9 @@ def summary(res: dict) -> dict:
         for v in ("large_likelihood", "prm_last"):
             if v in f:
                 row[f"{v}_weighted@{k}"] = f[v][f"weighted@{k}"]
-        row["large_majority_at_matched_flops"] = res["matched_flops"]["groups"].get(g, {}).get("large_majority_at_matched_flops")
+        row["large_majority_at_matched_flops"] = (
+            res["matched_flops"]["groups"].get(g, {}).get("large_majority_at_matched_flops")
+        )
         out["groups"][g] = row
     if "reviser" in res:
         out["reviser"] = res["reviser"]["groups"]

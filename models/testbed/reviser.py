@@ -47,6 +47,18 @@ import numpy as np
 import torch
 
 from models.testbed import task
+from models.testbed.checkpoints import load_model, save_model
+from models.testbed.generation import max_new_tokens_for, sample_chunked, sample_completions
+from models.testbed.metrics import GROUPS, mean_with_ci, vote
+from models.testbed.modeling import (
+    count_params,
+    length_grouped,
+    lm_loss,
+    lm_loss_parts,
+    packed_batch,
+    pad_batch,
+    train_loop,
+)
 from models.testbed.settings import TestbedSettings
 from models.testbed.tokenizer import EOS_TOKEN, CharCodec
 
@@ -78,7 +90,8 @@ def format_reviser_prompt(question: str, attempts: Sequence[str]) -> str:
     prompt = task.format_prompt(question)
     while True:
         text = REVISER_PROMPT_FORMAT.format(
-            prompt=prompt, attempts="".join(ATTEMPT_FORMAT.format(prompt=prompt, attempt=a) for a in kept)
+            prompt=prompt,
+            attempts="".join(ATTEMPT_FORMAT.format(prompt=prompt, attempt=a) for a in kept),
         )
         if len(text) <= MAX_PROMPT_TOKENS or not kept:
             return text
@@ -86,6 +99,7 @@ def format_reviser_prompt(question: str, attempts: Sequence[str]) -> str:
 
 
 def edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance (insertions, deletions, substitutions of one character each)."""
     prev = list(range(len(b) + 1))
     for i, ca in enumerate(a, 1):
         cur = [i]
@@ -155,29 +169,27 @@ def sampled_context_examples(
             others = [i for i in range(len(atts)) if i != t]
             m = rng.randint(0, min(MAX_ATTEMPTS, len(others)))
             ctx = [atts[i] for i in rng.sample(others, m)]
-            out.append((format_reviser_prompt(p.question, ctx), atts[t] if t is not None else p.completion))
+            out.append(
+                (format_reviser_prompt(p.question, ctx), atts[t] if t is not None else p.completion)
+            )
     return out
 
 
-def train_reviser(settings: TestbedSettings, work: Path, out: Path, dirs: dict[str, Path], progress: bool) -> dict:
-    from models.testbed.modeling import (
-        count_params,
-        length_grouped,
-        lm_loss,
-        lm_loss_parts,
-        packed_batch,
-        pad_batch,
-        train_loop,
-    )
-    from models.testbed.quality import sample_completions
-    from models.testbed.stages import load_model, save_model
-
+def train_reviser(
+    settings: TestbedSettings, work: Path, out: Path, dirs: dict[str, Path], progress: bool
+) -> dict:
+    """The reviser stage: revision examples from the policy's attempts, then fine-tuning of the
+    policy with replay; returns its record."""
     t0 = time.perf_counter()
     spec = settings.reviser
     codec = CharCodec()
     model = load_model(dirs["policy"])
-    problems = task.generate_problems(spec.questions, settings.seed + REVISER_SEED_OFFSET, settings.levels)
-    attempts, _ = sample_completions(model, problems, spec.samples_per_question, settings.seed + REVISER_SEED_OFFSET)
+    problems = task.generate_problems(
+        spec.questions, settings.seed + REVISER_SEED_OFFSET, settings.levels
+    )
+    attempts, _ = sample_completions(
+        model, problems, spec.samples_per_question, settings.seed + REVISER_SEED_OFFSET
+    )
     rng = random.Random(f"testbed-reviser:{settings.seed}")
     if spec.context == "sampled":
         examples = sampled_context_examples(problems, attempts, rng)
@@ -201,15 +213,21 @@ def train_reviser(settings: TestbedSettings, work: Path, out: Path, dirs: dict[s
         # Replay of pretraining data (fresh problems), packed several to a row: it keeps the
         # policy's own solving (fine-tuning on a few hundred revision examples eroded it without
         # replay) and teaches it to solve the last question after other text.
-        seqs, masks = packed_batch(settings.seed + REVISER_SEED_OFFSET, step, spec.train.batch_size - n_rev)
+        seqs, masks = packed_batch(
+            settings.seed + REVISER_SEED_OFFSET, step, spec.train.batch_size - n_rev
+        )
         if spec.grouped:
             # Revision examples and replay rows padded apart (the same loss, half the padding).
-            return lm_loss_parts(m, [([s for s, _ in chosen], [k for _, k in chosen]), (seqs, masks)])
+            return lm_loss_parts(
+                m, [([s for s, _ in chosen], [k for _, k in chosen]), (seqs, masks)]
+            )
         chosen += list(zip(seqs, masks, strict=True))
         ids, att, labels = pad_batch([s for s, _ in chosen], [k for _, k in chosen], codec.pad_id)
         return lm_loss(m, ids, att, labels), int(att.sum())
 
-    record = train_loop(model, spec.train, loss_fn, work / "ckpt.pt", desc="reviser", progress=progress)
+    record = train_loop(
+        model, spec.train, loss_fn, work / "ckpt.pt", desc="reviser", progress=progress
+    )
     save_model(model, out / "model")
     n = count_params(model)
     record.update(
@@ -217,7 +235,9 @@ def train_reviser(settings: TestbedSettings, work: Path, out: Path, dirs: dict[s
             "init_from": "policy",
             "params": n,
             "examples": len(examples),
-            "examples_with_attempts": sum(1 for p, _ in examples if p.count(task.PROMPT_FORMAT.split("{")[0]) > 1),
+            "examples_with_attempts": sum(
+                1 for p, _ in examples if p.count(task.PROMPT_FORMAT.split("{")[0]) > 1
+            ),
             "keep_share": spec.keep_share,
             "context": spec.context,
             "length_grouped_batches": spec.grouped,
@@ -233,38 +253,53 @@ def train_reviser(settings: TestbedSettings, work: Path, out: Path, dirs: dict[s
     return record
 
 
-def run_chains(
-    model, problems: Sequence[task.TestbedProblem], chains: int, length: int, seed: int, temperature: float = 1.0
+def _run_chains(
+    model: torch.nn.Module,
+    problems: Sequence[task.TestbedProblem],
+    chains: int,
+    length: int,
+    seed: int,
+    temperature: float = 1.0,
 ) -> list[list[str]]:
     """Revision chains: per problem, `chains` chains of `length` attempts; attempt t sees the (at
     most 4) previous attempts of its chain. Returns, per chain (problem-major), its attempts."""
-    from models.testbed.quality import max_new_tokens_for
-    from models.testbed.sampling import sample_batch
-
     codec = CharCodec()
     owners = [p for p in problems for _ in range(chains)]
     hist: list[list[str]] = [[] for _ in owners]
     max_new = max_new_tokens_for(problems)
     for t in range(length):
-        prompts = [[codec.bos_id, *codec.encode(format_reviser_prompt(p.question, h))] for p, h in zip(owners, hist, strict=True)]
-        gens = sample_batch(model, prompts, max_new_tokens=max_new, temperature=temperature,
-                            eos_token_id=codec.eos_id, pad_token_id=codec.pad_id, seed=seed * 100 + t)
+        prompts = [
+            [codec.bos_id, *codec.encode(format_reviser_prompt(p.question, h))]
+            for p, h in zip(owners, hist, strict=True)
+        ]
+        gens = sample_chunked(
+            model,
+            prompts,
+            max_new_tokens=max_new,
+            temperature=temperature,
+            eos_token_id=codec.eos_id,
+            pad_token_id=codec.pad_id,
+            seed=seed * 100 + t,
+        )
         for h, g in zip(hist, gens, strict=True):
             h.append(codec.decode(g.token_ids))
     return hist
 
 
 def evaluate_reviser(
-    model, problems: Sequence[task.TestbedProblem], chains: int, seed: int, length: int = 5, temperature: float = 1.0
+    model: torch.nn.Module,
+    problems: Sequence[task.TestbedProblem],
+    chains: int,
+    seed: int,
+    length: int = 5,
+    temperature: float = 1.0,
 ) -> dict:
     """Accuracy of the first attempt vs the last (after length-1 revisions), per level and group,
     and, as the paper uses revisions (it picks the answer within a chain, since revising also turns
     right answers wrong), majority over a chain's first m attempts against majority over m first
     attempts of independent chains (the same number of samples, in parallel); m = min(length,
     chains)."""
-    from models.testbed.quality import GROUPS, mean_ci, vote
-
-    hist = run_chains(model, problems, chains, length, seed, temperature)
+    hist = _run_chains(model, problems, chains, length, seed, temperature)
     m = min(length, chains)
     acc: dict[int, list[list[bool]]] = defaultdict(list)
     seq: dict[int, list[float]] = defaultdict(list)
@@ -285,13 +320,17 @@ def evaluate_reviser(
         a = np.asarray([r for lv in lvs for r in acc.get(lv, [])], dtype=float)
         s_ = [x for lv in lvs for x in seq.get(lv, [])]
         p_ = [x for lv in lvs for x in par.get(lv, [])]
-        return {"first": round(float(a[:, 0].mean()), 4), "last": round(float(a[:, -1].mean()), 4),
-                "by_position": [round(float(x), 4) for x in a.mean(0)], "chains": len(a),
-                # paired per chain: the same chain's last attempt minus its first
-                "last_minus_first": mean_ci(list(a[:, -1] - a[:, 0])),
-                "m": m,
-                f"chain_majority@{m}": round(float(np.mean(s_)), 4),
-                f"parallel_majority@{m}": round(float(np.mean(p_)), 4)}
+        return {
+            "first": round(float(a[:, 0].mean()), 4),
+            "last": round(float(a[:, -1].mean()), 4),
+            "by_position": [round(float(x), 4) for x in a.mean(0)],
+            "chains": len(a),
+            # paired per chain: the same chain's last attempt minus its first
+            "last_minus_first": mean_with_ci(list(a[:, -1] - a[:, 0])),
+            "m": m,
+            f"chain_majority@{m}": round(float(np.mean(s_)), 4),
+            f"parallel_majority@{m}": round(float(np.mean(p_)), 4),
+        }
 
     return {
         "length": length,
@@ -302,7 +341,11 @@ def evaluate_reviser(
 
 
 def context_effect(
-    model, problems: Sequence[task.TestbedProblem], seed: int, pool: int = 12, repeats: int = 3,
+    model: torch.nn.Module,
+    problems: Sequence[task.TestbedProblem],
+    seed: int,
+    pool: int = 12,
+    repeats: int = 3,
     temperature: float = 1.0,
 ) -> dict:
     """Why revisions do or do not help: accuracy with 4 earlier attempts in context, by how many of
@@ -313,9 +356,6 @@ def context_effect(
     in random order. A reviser that can tell a right attempt from a wrong one keeps the right
     answer (gain at k = 4) and fixes wrong ones (gain at k = 0); one that cannot only re-solves.
     """
-    from models.testbed.quality import GROUPS, max_new_tokens_for, mean_ci, sample_completions
-    from models.testbed.sampling import sample_batch
-
     codec = CharCodec()
     first, _ = sample_completions(model, problems, pool, seed, temperature)
     rng = random.Random(f"testbed-reviser-context:{seed}")
@@ -335,8 +375,15 @@ def context_effect(
     ids = [[codec.bos_id, *codec.encode(t)] for t in prompts]
     hits: dict[tuple[int | None, int], list[bool]] = defaultdict(list)
     for r in range(repeats):
-        gens = sample_batch(model, ids, max_new_tokens=max_new_tokens_for(problems), temperature=temperature,
-                            eos_token_id=codec.eos_id, pad_token_id=codec.pad_id, seed=seed * 100 + 50 + r)
+        gens = sample_chunked(
+            model,
+            ids,
+            max_new_tokens=max_new_tokens_for(problems),
+            temperature=temperature,
+            eos_token_id=codec.eos_id,
+            pad_token_id=codec.pad_id,
+            seed=seed * 100 + 50 + r,
+        )
         for key, g in zip(meta, gens, strict=True):
             hits[key].append(task.is_correct(codec.decode(g.token_ids), problems[key[1]].answer))
     out: dict = {"context_attempts": MAX_ATTEMPTS, "pool": pool, "repeats": repeats, "groups": {}}
@@ -349,10 +396,20 @@ def context_effect(
             have = [i for i in idx if (k, i) in hits]
             rows[str(k)] = {
                 "questions": len(have),
-                "accuracy": round(float(np.mean([x for i in have for x in hits[(k, i)]])), 4) if have else None,
-                "none_same_questions": round(float(np.mean([x for i in have for x in hits[(None, i)]])), 4) if have else None,
-                "minus_none": mean_ci([np.mean(hits[(k, i)]) - np.mean(hits[(None, i)]) for i in have]),
+                "accuracy": round(float(np.mean([x for i in have for x in hits[(k, i)]])), 4)
+                if have
+                else None,
+                "none_same_questions": round(
+                    float(np.mean([x for i in have for x in hits[(None, i)]])), 4
+                )
+                if have
+                else None,
+                "minus_none": mean_with_ci(
+                    [np.mean(hits[(k, i)]) - np.mean(hits[(None, i)]) for i in have]
+                ),
             }
-        out["groups"][g] = {"none": round(float(np.mean([x for i in idx for x in hits[(None, i)]])), 4),
-                            "by_right_in_context": rows}
+        out["groups"][g] = {
+            "none": round(float(np.mean([x for i in idx for x in hits[(None, i)]])), 4),
+            "by_right_in_context": rows,
+        }
     return out

@@ -6,7 +6,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field, replace
 
-from models.testbed.modeling import ModelSpec, TrainSpec
+from models.testbed.modeling import LlamaShape, TrainSpec
 from models.testbed.task import DEFAULT_LEVELS
 
 SCALES = ("default", "paper")
@@ -24,8 +24,12 @@ class PRMSpec:
     train: TrainSpec
     lm_weight: float = 0.5  # auxiliary LM loss on correct solutions keeps the LM's step checking
     grouped: bool = False  # batches of solutions of similar length (less padding)
-    wrong_per_question: int = 0  # label up to this many wrong-answer solutions (and as many right); 0: all
-    stop_dead: bool = False  # label 0, without rollouts, the steps after a prefix no rollout finishes
+    wrong_per_question: int = (
+        0  # label up to this many wrong-answer solutions (and as many right); 0: all
+    )
+    stop_dead: bool = (
+        False  # label 0, without rollouts, the steps after a prefix no rollout finishes
+    )
 
     def __post_init__(self) -> None:
         if min(self.questions, self.samples_per_question, self.rollouts) <= 0:
@@ -46,9 +50,14 @@ class ReviserSpec:
     context: str = "wrong"
     grouped: bool = False  # batches of revision examples of similar length (less padding)
 
-
     def __post_init__(self) -> None:
-        if self.questions <= 0 or self.samples_per_question <= 1 or not 0 <= self.replay < 1 or not 0 <= self.keep_share <= 1 or self.context not in ("wrong", "sampled"):
+        if (
+            self.questions <= 0
+            or self.samples_per_question <= 1
+            or not 0 <= self.replay < 1
+            or not 0 <= self.keep_share <= 1
+            or self.context not in ("wrong", "sampled")
+        ):
             raise ValueError(f"reviser data sizes must be positive, got {self}")
 
 
@@ -67,8 +76,8 @@ class TestbedSettings:
     quick: bool
     scale: str
     seed: int
-    policy: ModelSpec = field(init=False)
-    large: ModelSpec = field(init=False)
+    policy: LlamaShape = field(init=False)
+    large: LlamaShape = field(init=False)
     pretrain: TrainSpec = field(init=False)
     # The larger LM's pretraining: the same data, steps and tokens; its own peak learning rate.
     large_pretrain: TrainSpec = field(init=False)
@@ -86,23 +95,50 @@ class TestbedSettings:
         s = object.__setattr__
         if self.quick:
             # Small enough for <= 60 s on 2 cores: exercises every code path, quality is not a goal.
-            s(self, "policy", ModelSpec(32, 2, 2))
-            s(self, "large", ModelSpec(64, 2, 2) if self.scale == "default" else ModelSpec(96, 2, 2))
+            s(self, "policy", LlamaShape(32, 2, 2))
+            s(
+                self,
+                "large",
+                LlamaShape(64, 2, 2) if self.scale == "default" else LlamaShape(96, 2, 2),
+            )
             s(self, "pretrain", TrainSpec(steps=120, batch_size=16, lr=3e-3, warmup=10))
             s(self, "large_pretrain", self.pretrain)
-            s(self, "prm", PRMSpec(8, 2, 2, TrainSpec(steps=15, batch_size=8, lr=1e-3, warmup=3),
-                                   grouped=True, wrong_per_question=1, stop_dead=True))
-            s(self, "reviser", ReviserSpec(8, 4, TrainSpec(steps=15, batch_size=8, lr=1e-3, warmup=3), grouped=True))
+            s(
+                self,
+                "prm",
+                PRMSpec(
+                    8,
+                    2,
+                    2,
+                    TrainSpec(steps=15, batch_size=8, lr=1e-3, warmup=3),
+                    grouped=True,
+                    wrong_per_question=1,
+                    stop_dead=True,
+                ),
+            )
+            s(
+                self,
+                "reviser",
+                ReviserSpec(
+                    8, 4, TrainSpec(steps=15, batch_size=8, lr=1e-3, warmup=3), grouped=True
+                ),
+            )
             s(self, "eval", EvalSpec(problems_per_level=2, samples=4))
             s(self, "levels", (1, 2, 3))
             return
         s(self, "levels", DEFAULT_LEVELS)
-        s(self, "policy", ModelSpec(64, 4, 4))
+        s(self, "policy", LlamaShape(64, 4, 4))
         # default: the larger LM's MLP is 528 wide (4.125·hidden), which makes it 4.04x the policy's
         # parameters (>= 4x asked; 4·hidden gave 3.95x). Shrinking the policy's MLP instead (to 224)
         # cost it most of its accuracy (pass@1 .98/.73/.47 -> .96/.42/.28 on levels 1-3).
         # paper: ~13x, like the paper's PaLM 2-S* vs a model ~14x larger.
-        s(self, "large", ModelSpec(128, 4, 4, intermediate=528) if self.scale == "default" else ModelSpec(192, 6, 6))
+        s(
+            self,
+            "large",
+            LlamaShape(128, 4, 4, intermediate=528)
+            if self.scale == "default"
+            else LlamaShape(192, 6, 6),
+        )
         # Batch 16 x 2000 steps (same ~3.1M tokens as 32 x 1000): at this size the number of
         # optimiser steps limits the policy, not tokens. Measured (benchmarks/testbed_quality.py):
         # policy pass@1 on level 1 .54 -> .97, level 8 .05, answers mostly from correct chains.
@@ -112,16 +148,37 @@ class TestbedSettings:
         # paper: the 13x model stalls at lr 2e-3 (loss .048 at the end, against .016 for the 4x
         # model); at 1e-3 it reaches .018, and its pass@1 is above the policy at every level (.95 on level 2, .31 on
         # level 8).
-        s(self, "large_pretrain", self.pretrain if self.scale == "default" else replace(self.pretrain, lr=1e-3))
+        s(
+            self,
+            "large_pretrain",
+            self.pretrain if self.scale == "default" else replace(self.pretrain, lr=1e-3),
+        )
         # PRM labels: the paper's 16 samples per question; up to 4 with a wrong answer and as many
         # right ones are labelled, and rollouts stop at a dead prefix: 9.8k rollouts in 42 s for
         # 775 solutions (2,000 of them dead-labelled lines), against 17.3k in 70 s for 640 random ones.
-        s(self, "prm", PRMSpec(160, 16, 6, TrainSpec(steps=200, batch_size=16, lr=5e-4, warmup=20),
-                               grouped=True, wrong_per_question=4, stop_dead=True))
+        s(
+            self,
+            "prm",
+            PRMSpec(
+                160,
+                16,
+                6,
+                TrainSpec(steps=200, batch_size=16, lr=5e-4, warmup=20),
+                grouped=True,
+                wrong_per_question=4,
+                stop_dead=True,
+            ),
+        )
         # 300 steps: the reviser must learn to solve after earlier attempts (the policy is pretrained
         # on one example per row); at 150 steps it had not (loss .50, easy .67 -> .48 after revisions).
         # Length-grouped batches: 103 s for the 300 steps against 194 s (half the padding gone).
-        s(self, "reviser", ReviserSpec(384, 8, TrainSpec(steps=300, batch_size=16, lr=5e-4, warmup=30), grouped=True))
+        s(
+            self,
+            "reviser",
+            ReviserSpec(
+                384, 8, TrainSpec(steps=300, batch_size=16, lr=5e-4, warmup=30), grouped=True
+            ),
+        )
         s(self, "eval", EvalSpec(problems_per_level=16, samples=8))
 
     def to_dict(self) -> dict:
@@ -135,9 +192,16 @@ class TestbedSettings:
         elif stage == "large":
             parts.update(model=_model_key(self.large), train=asdict(self.large_pretrain))
         elif stage == "prm":
-            parts.update(prm=asdict(self.prm), levels=self.levels, policy=self.stage_key("policy"), large=self.stage_key("large"))
+            parts.update(
+                prm=asdict(self.prm),
+                levels=self.levels,
+                policy=self.stage_key("policy"),
+                large=self.stage_key("large"),
+            )
         elif stage == "reviser":
-            parts.update(reviser=asdict(self.reviser), levels=self.levels, policy=self.stage_key("policy"))
+            parts.update(
+                reviser=asdict(self.reviser), levels=self.levels, policy=self.stage_key("policy")
+            )
         elif stage == "quality":
             parts.update(
                 eval=asdict(self.eval),
@@ -152,7 +216,7 @@ class TestbedSettings:
         return "run-" + _digest({k: self.stage_key(k) for k in STAGE_VERSIONS})
 
 
-def _model_key(spec: ModelSpec) -> dict:
+def _model_key(spec: LlamaShape) -> dict:
     """A model's part of a cache key; the default MLP width is left out, so the keys of models
     trained before `intermediate` existed still match (their weights are the same)."""
     d = asdict(spec)

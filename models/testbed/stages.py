@@ -9,38 +9,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from models.testbed.checkpoints import save_model
+from models.testbed.modeling import pretrain
+from models.testbed.prm import train_prm
+from models.testbed.quality import manifest_quality
+from models.testbed.reviser import train_reviser
 from models.testbed.settings import TestbedSettings
 
 StageFn = Callable[[TestbedSettings, Path, Path, dict[str, Path], bool], dict]
-
-
-def save_model(model, out: Path) -> None:
-    from models.testbed.tokenizer import build_tokenizer
-
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    build_tokenizer().save_pretrained(out)
-
-
-def load_hf_model(path: Path):
-    """`AutoModelForCausalLM.from_pretrained` without its per-load progress bar."""
-    from transformers import AutoModelForCausalLM
-    from transformers.utils import logging as hf_logging
-
-    was = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        model = AutoModelForCausalLM.from_pretrained(path)
-    finally:
-        if was:
-            hf_logging.enable_progress_bar()
-    model.eval()
-    return model
-
-
-def load_model(stage_dir: Path):
-    return load_hf_model(stage_dir / "model")
-
 
 # The larger LM pretrains in a child process on one core while the main process trains the policy,
 # the reviser and the PRM's rollout labels on the other; that work ends at about this share of the
@@ -59,16 +35,25 @@ def _late_threads(settings: TestbedSettings, steps: int) -> tuple[int, int] | No
 
 
 def _pretrain_stage(which: str) -> StageFn:
-    def run(settings: TestbedSettings, work: Path, out: Path, dirs: dict[str, Path], progress: bool) -> dict:
-        from models.testbed.modeling import pretrain
-
+    def run(
+        settings: TestbedSettings, work: Path, out: Path, dirs: dict[str, Path], progress: bool
+    ) -> dict:
         t0 = time.perf_counter()
-        spec, train = (settings.policy, settings.pretrain) if which == "policy" else (settings.large, settings.large_pretrain)
+        if which == "policy":
+            spec, train = settings.policy, settings.pretrain
+        else:
+            spec, train = settings.large, settings.large_pretrain
         # Same data stream (seed) and steps for both models: the larger LM sees exactly the
         # policy's tokens.
         late = _late_threads(settings, train.steps) if which == "large" else None
         model, record = pretrain(
-            spec, train, settings.seed, work / "ckpt.pt", desc=f"{which} LM", progress=progress, threads_from=late
+            spec,
+            train,
+            settings.seed,
+            work / "ckpt.pt",
+            desc=f"{which} LM",
+            progress=progress,
+            threads_from=late,
         )
         save_model(model, out / "model")
         record["stage_seconds"] = round(time.perf_counter() - t0, 2)
@@ -77,21 +62,9 @@ def _pretrain_stage(which: str) -> StageFn:
     return run
 
 
-def _prm_stage(settings: TestbedSettings, work: Path, out: Path, dirs: dict[str, Path], progress: bool) -> dict:
-    from models.testbed.prm import train_prm
-
-    return train_prm(settings, work, out, dirs, progress)
-
-
-def _reviser_stage(settings: TestbedSettings, work: Path, out: Path, dirs: dict[str, Path], progress: bool) -> dict:
-    from models.testbed.reviser import train_reviser
-
-    return train_reviser(settings, work, out, dirs, progress)
-
-
-def _quality_stage(settings: TestbedSettings, work: Path, out: Path, dirs: dict[str, Path], progress: bool) -> dict:
-    from models.testbed.quality import manifest_quality
-
+def _quality_stage(
+    settings: TestbedSettings, work: Path, out: Path, dirs: dict[str, Path], progress: bool
+) -> dict:
     t0 = time.perf_counter()
     quality = manifest_quality(settings, dirs, progress)
     return {"quality": quality, "stage_seconds": round(time.perf_counter() - t0, 2)}
@@ -100,7 +73,7 @@ def _quality_stage(settings: TestbedSettings, work: Path, out: Path, dirs: dict[
 STAGES: dict[str, StageFn] = {
     "policy": _pretrain_stage("policy"),
     "large": _pretrain_stage("large"),
-    "prm": _prm_stage,
-    "reviser": _reviser_stage,
+    "prm": train_prm,
+    "reviser": train_reviser,
     "quality": _quality_stage,
 }

@@ -65,10 +65,6 @@ def format_prompt(question: str) -> str:
     return PROMPT_FORMAT.format(question=question)
 
 
-def format_answer_line(answer: str) -> str:
-    return ANSWER_FORMAT.format(answer=answer)
-
-
 # --- expressions ------------------------------------------------------------------------------
 
 

@@ -19,17 +19,22 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import multiprocessing
 import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import torch
+
 from models.testbed import task
+from models.testbed.prm import prepare_labels
 from models.testbed.settings import STAGE_VERSIONS, TestbedSettings
+from models.testbed.stages import STAGES
 from models.testbed.tokenizer import BAD_TOKEN, GOOD_TOKEN, STEP_TAG
 from planner.errors import PlannerError
-from planner.fsutil import atomic_write_text, ensure_writable_dir
+from planner.tables.fsutil import atomic_write_text, ensure_writable_dir
 
 MODEL_DIRS = ("policy", "large", "prm", "reviser")
 MANIFEST = "manifest.json"
@@ -115,7 +120,9 @@ def ensure_testbed(
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise PlannerError(f"cannot create the cache directory {root}: {exc.strerror or exc}") from None
+        raise PlannerError(
+            f"cannot create the cache directory {root}: {exc.strerror or exc}"
+        ) from None
     with _locked(root / "locks" / f"{settings.run_key()}.lock"):
         if (run_dir / MANIFEST).exists():
             return run_dir
@@ -124,8 +131,6 @@ def ensure_testbed(
 
 
 def _train_into(settings: TestbedSettings, root: Path, run_dir: Path, progress: bool) -> None:
-    import torch
-
     # One intra-op thread by default: these models are too small to gain much from more, and on a
     # shared CPU two threads per process ran 7x slower than one (threads spin at OpenMP barriers
     # while descheduled). Measured losses were bit-identical with 1 or 2 threads.
@@ -155,15 +160,18 @@ def _train_into(settings: TestbedSettings, root: Path, run_dir: Path, progress: 
 
 
 def _run_stages(
-    settings: TestbedSettings, root: Path, dirs: dict[str, Path], records: dict[str, dict], progress: bool, child
+    settings: TestbedSettings,
+    root: Path,
+    dirs: dict[str, Path],
+    records: dict[str, dict],
+    progress: bool,
+    child,
 ) -> None:
     """Policy, then everything that needs only the policy (the reviser, the PRM's rollout labels)
     while the child still pretrains the larger LM; then the PRM and the quality check."""
-    from models.testbed import stages
-    from models.testbed.prm import prepare_labels
 
     def run(name: str) -> None:
-        fn = stages.STAGES[name]
+        fn = STAGES[name]
         dirs[name], records[name] = _run_stage(
             root,
             settings.stage_key(name),
@@ -187,8 +195,6 @@ def _run_stages(
         # From here on this process runs alone: the PRM (the larger LM's size) and the quality
         # check use both cores. Quick runs stay on one thread: under pytest-xdist other workers
         # share the cores, and oversubscribed threads spin at OpenMP barriers.
-        import torch
-
         torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     for name in ("large", "prm", "quality"):
         run(name)
@@ -205,8 +211,6 @@ def _start_large_pretraining(settings: TestbedSettings, root: Path, progress: bo
         return None
     if (root / "stages" / settings.stage_key("large") / "record.json").exists():
         return None
-    import multiprocessing
-
     child = multiprocessing.get_context("spawn").Process(
         target=_pretrain_large_child,
         args=(settings.quick, settings.scale, settings.seed, str(root), progress),
@@ -217,20 +221,21 @@ def _start_large_pretraining(settings: TestbedSettings, root: Path, progress: bo
 
 
 def _pretrain_large_child(quick: bool, scale: str, seed: int, root: str, progress: bool) -> None:
-    import torch
-
-    from models.testbed import stages
-
     torch.set_num_threads(max(1, int(os.environ.get("TTC_TESTBED_THREADS", "1"))))
     settings = TestbedSettings(quick=quick, scale=scale, seed=seed)
-    fn = stages.STAGES["large"]
+    fn = STAGES["large"]
     _run_stage(
-        Path(root), settings.stage_key("large"), lambda work, out: fn(settings, work, out, {}, progress), progress
+        Path(root),
+        settings.stage_key("large"),
+        lambda work, out: fn(settings, work, out, {}, progress),
+        progress,
     )
 
 
 def build_manifest(settings: TestbedSettings, records: dict[str, dict]) -> dict:
-    models = {name: {k: v for k, v in records[name].items() if k != "quality"} for name in MODEL_DIRS}
+    models = {
+        name: {k: v for k, v in records[name].items() if k != "quality"} for name in MODEL_DIRS
+    }
     total_train = sum(float(models[n].get("train_seconds", 0.0)) for n in MODEL_DIRS)
     total_stage = sum(float(records[n].get("stage_seconds", 0.0)) for n in (*MODEL_DIRS, "quality"))
     return {
@@ -242,7 +247,9 @@ def build_manifest(settings: TestbedSettings, records: dict[str, dict]) -> dict:
         "scale": settings.scale,
         "settings": settings.to_dict(),
         "models": models,
-        "size_ratio_large_to_policy": round(models["large"]["params"] / models["policy"]["params"], 3),
+        "size_ratio_large_to_policy": round(
+            models["large"]["params"] / models["policy"]["params"], 3
+        ),
         "task": {
             "name": "arithmetic-restated",
             "levels": list(task.DEFAULT_LEVELS),
@@ -311,7 +318,9 @@ def _check_out(out: Path, run_key: str) -> dict | None:
         try:
             existing = json.loads(man.read_text())
         except (OSError, ValueError) as exc:
-            raise PlannerError(f"{man}: unreadable manifest ({exc}); choose an empty --out") from None
+            raise PlannerError(
+                f"{man}: unreadable manifest ({exc}); choose an empty --out"
+            ) from None
         if existing.get("run_key") != run_key:
             raise PlannerError(
                 f"{out} holds another testbed run's models (run_key {existing.get('run_key')}, "

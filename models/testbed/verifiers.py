@@ -6,7 +6,6 @@ Both score every line of a completion (the step lines and the final answer line)
   (one wrong line is enough to make a chain wrong). This is what worked in the prototype.
 - `prm_line_scores`: the PRM reads ``prompt + line_1 <step> \\n line_2 <step> ... line_n <step>``
   and scores line i with P(good) = softmax(logits[<good>, <bad>])[0] at the i-th tag.
-FLOPs: a teacher-forced pass costs ~2·params per token read (`scoring_tokens` counts them).
 """
 
 from __future__ import annotations
@@ -25,7 +24,9 @@ def completion_lines(completion: str) -> list[str]:
     return [line for line in completion.split(STEP_DELIMITER) if line.strip()]
 
 
-def _likelihood_input(codec: CharCodec, question: str, lines: Sequence[str]) -> tuple[list[int], list[tuple[int, int]]]:
+def _likelihood_input(
+    codec: CharCodec, question: str, lines: Sequence[str]
+) -> tuple[list[int], list[tuple[int, int]]]:
     ids = [codec.bos_id, *codec.encode(format_prompt(question))]
     spans = []
     for i, line in enumerate(lines):
@@ -44,16 +45,51 @@ def likelihood_line_scores(
     batch_size: int = 64,
 ) -> list[list[float]]:
     """Per-line mean token log-prob of each completion under `model` (empty list if no lines)."""
-    from models.testbed.sampling import token_logprobs
-
     codec = CharCodec()
-    inputs = [_likelihood_input(codec, q, completion_lines(c)) for q, c in zip(questions, completions, strict=True)]
-    lps = token_logprobs(model, [ids for ids, _ in inputs], pad_token_id=codec.pad_id, batch_size=batch_size)
+    inputs = [
+        _likelihood_input(codec, q, completion_lines(c))
+        for q, c in zip(questions, completions, strict=True)
+    ]
+    lps = _token_logprobs(
+        model, [ids for ids, _ in inputs], pad_token_id=codec.pad_id, batch_size=batch_size
+    )
     out = []
     for (_, spans), lp in zip(inputs, lps, strict=True):
         # lp[j] is the log-prob of token j + 1.
         out.append([sum(lp[s - 1 : e - 1]) / max(1, e - s) for s, e in spans])
     return out
+
+
+@torch.no_grad()
+def _token_logprobs(
+    model: torch.nn.Module,
+    sequences: Sequence[Sequence[int]],
+    *,
+    pad_token_id: int = 0,
+    batch_size: int = 64,
+) -> list[list[float]]:
+    """Teacher-forced log-prob of every token after the first, per sequence (len(seq) - 1 values).
+
+    Right padding and no position ids. `models.decoding.score_tokens` computes the same maths with
+    left padding, but its floats differ in the last bits (up to ~1e-6), which could move the
+    testbed's likelihood figures; this is the scorer they were measured with.
+    """
+    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
+    res: dict[int, list[float]] = {}
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        seqs = [sequences[i] for i in idx]
+        width = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), width), pad_token_id, dtype=torch.long)
+        att = torch.zeros((len(seqs), width), dtype=torch.long)
+        for j, s in enumerate(seqs):
+            ids[j, : len(s)] = torch.tensor(list(s), dtype=torch.long)
+            att[j, : len(s)] = 1
+        logits = model(input_ids=ids, attention_mask=att).logits[:, :-1].float()
+        lp = F.log_softmax(logits, -1).gather(-1, ids[:, 1:, None]).squeeze(-1).tolist()
+        for j, i in enumerate(idx):
+            res[i] = lp[j][: len(seqs[j]) - 1]
+    return [res[i] for i in range(len(sequences))]
 
 
 def min_score(line_scores: Sequence[float]) -> float:
@@ -89,7 +125,10 @@ def prm_line_scores(
 ) -> list[list[float]]:
     """PRM score in [0, 1] of every line of each completion."""
     codec = CharCodec()
-    inputs = [prm_input(codec, q, completion_lines(c)) for q, c in zip(questions, completions, strict=True)]
+    inputs = [
+        prm_input(codec, q, completion_lines(c))
+        for q, c in zip(questions, completions, strict=True)
+    ]
     order = sorted(range(len(inputs)), key=lambda i: len(inputs[i][0]))
     res: dict[int, list[float]] = {}
     for start in range(0, len(order), batch_size):
@@ -105,12 +144,3 @@ def prm_line_scores(
         for j, i in enumerate(idx):
             res[i] = [float(scores[j, t]) for t in inputs[i][1]]
     return [res[i] for i in range(len(inputs))]
-
-
-def scoring_tokens(questions: Sequence[str], completions: Sequence[str]) -> list[int]:
-    """Tokens a verifier reads per completion (prompt + completion), for verifier FLOPs."""
-    codec = CharCodec()
-    return [
-        len(_likelihood_input(codec, q, completion_lines(c))[0])
-        for q, c in zip(questions, completions, strict=True)
-    ]

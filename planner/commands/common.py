@@ -6,12 +6,15 @@ import functools
 import json
 import math
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 import numpy as np
 
 from planner.errors import PlannerError
+
+if TYPE_CHECKING:  # the library loads inside the commands, so that `ttc --help` stays fast
+    from planner.costs import HardwareSpec
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -68,3 +71,29 @@ def parse_float_list(text: str, what: str) -> list[float]:
         return [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise click.BadParameter(f"{what} must be comma-separated numbers, got {text!r}") from None
+
+
+def positive(flag: str, value: float | None) -> float | None:
+    """An optional option value that must be a positive number when given."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise PlannerError(f"{flag} must be a positive number, got {value:g}")
+    return value
+
+
+def hardware_option(name: str | None, usd_per_hour: float | None) -> HardwareSpec | None:
+    """The `--hardware` profile (None when not given), with `--usd-per-hour` applied."""
+    if not name:
+        return None
+    from planner.costs import load_hardware
+
+    hw = load_hardware(name)
+    return hw.with_overrides(usd_per_hour=usd_per_hour) if usd_per_hour is not None else hw
+
+
+bins_option = click.option(
+    "--bins",
+    type=click.Choice(["oracle", "predicted", "level"]),
+    default="oracle",
+    show_default=True,
+    help="Difficulty bins of the problems table.",
+)

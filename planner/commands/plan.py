@@ -27,7 +27,11 @@ def render_summary(summary: dict) -> str:
             if m not in methods:
                 methods.append(m)
     unit = "gens" if summary["unit"] == "generations" else "FLOPs"
-    head = f"{'budget (' + unit + ')':>16}  " + "  ".join(f"{m[:18]:>18}" for m in methods) + "  efficiency"
+    head = (
+        f"{'budget (' + unit + ')':>16}  "
+        + "  ".join(f"{m[:18]:>18}" for m in methods)
+        + "  efficiency"
+    )
     lines = [head, "-" * len(head)]
     for entry in summary["per_budget"]:
         b = entry["budget"]
@@ -35,7 +39,13 @@ def render_summary(summary: dict) -> str:
         cells = []
         for m in methods:
             r = entry["methods"].get(m)
-            cells.append(f"{'-':>18}" if r is None else f"{_fmt_pct(r['accuracy'])} [{100 * r['ci_lo']:4.1f},{100 * r['ci_hi']:5.1f}]".rjust(18))
+            cells.append(
+                f"{'-':>18}"
+                if r is None
+                else f"{_fmt_pct(r['accuracy'])} [{100 * r['ci_lo']:4.1f},{100 * r['ci_hi']:5.1f}]".rjust(
+                    18
+                )
+            )
         e = entry["efficiency_multiple"]
         es = e if isinstance(e, str) or e is None else f"{e:.2f}x"
         lines.append(f"{bs:>16}  " + "  ".join(cells) + f"  {es}")
@@ -45,42 +55,110 @@ def render_summary(summary: dict) -> str:
     if summary["per_budget"]:
         for c in summary["per_budget"][-1]["choices"]:
             exp = c.get("expected_accuracy")
-            lines.append(f"  bin {c['bin']}: {c['strategy']} {c['config']} (budget {c['option_budget']:g}) "
-                         f"-> {_fmt_pct(c['accuracy'])} cross-validated (two-fold)"
-                         + ("" if exp is None else f", {_fmt_pct(exp)} expected ({method})"))
+            lines.append(
+                f"  bin {c['bin']}: {c['strategy']} {c['config']} (budget {c['option_budget']:g}) "
+                f"-> {_fmt_pct(c['accuracy'])} cross-validated (two-fold)"
+                + ("" if exp is None else f", {_fmt_pct(exp)} expected ({method})")
+            )
     return "\n".join(lines)
 
 
 @click.command("plan")
 @click.argument("profile_dir", type=click.Path())
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output directory.")
-@click.option("--unit", type=click.Choice(["generations", "flops"]), default="generations", show_default=True,
-              help="What a budget counts.")
-@click.option("--budgets", default=None, help="Comma-separated budgets in the chosen unit (default: all).")
-@click.option("--bins", "n_bins", default=None, type=int, help="Re-bin pass@1 into this many quantile bins.")
-@click.option("--bin-by", type=click.Choice(["oracle", "level", "predicted"]), default="oracle", show_default=True,
-              help="Difficulty bins: oracle pass@1 quantiles, a given level, or predicted bins.")
-@click.option("--verifier", default=None, help="Verifier of the best-of-N baselines (default: each one).")
-@click.option("--n-boot", default=1000, show_default=True, help="Bootstrap resamples (0 = normal approximation).")
-@click.option("--seed", default=0, show_default=True, help="Seed of the folds (with --bins) and the bootstrap.")
-@click.option("--probe-k", default=None, type=click.IntRange(min=0),
-              help="Charge k probe samples to every prompt (default: the profile's probes with --bin-by "
-                   "predicted, else 0).")
-@click.option("--expect-folds", default=10, show_default=True, type=click.IntRange(min=2),
-              help="K of the repeated K-fold estimate of each deployed choice's accuracy (choices' expected_*).")
-@click.option("--expect-repeats", default=5, show_default=True, type=click.IntRange(min=1),
-              help="Seeded K-fold splits averaged in that estimate.")
-@click.option("--expect-method", type=click.Choice(["kfold", "bootstrap"]), default="kfold", show_default=True,
-              help="Estimator of each deployed choice's accuracy: repeated K-fold cross-fitting, or the in-sample "
-                   "accuracy minus a bootstrap estimate of the winner's curse (--select-rule best only).")
-@click.option("--select-rule", type=click.Choice(["best", "one-se"]), default="best", show_default=True,
-              help="How the deployed option of a bin is chosen: the most accurate, or the cheapest within one "
-                   "paired standard error of it (more stable; the K-fold estimate uses the same rule).")
+@click.option(
+    "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output directory."
+)
+@click.option(
+    "--unit",
+    type=click.Choice(["generations", "flops"]),
+    default="generations",
+    show_default=True,
+    help="What a budget counts.",
+)
+@click.option(
+    "--budgets", default=None, help="Comma-separated budgets in the chosen unit (default: all)."
+)
+@click.option(
+    "--bins", "n_bins", default=None, type=int, help="Re-bin pass@1 into this many quantile bins."
+)
+@click.option(
+    "--bin-by",
+    type=click.Choice(["oracle", "level", "predicted"]),
+    default="oracle",
+    show_default=True,
+    help="Difficulty bins: oracle pass@1 quantiles, a given level, or predicted bins.",
+)
+@click.option(
+    "--verifier", default=None, help="Verifier of the best-of-N baselines (default: each one)."
+)
+@click.option(
+    "--n-boot",
+    default=1000,
+    show_default=True,
+    help="Bootstrap resamples (0 = normal approximation).",
+)
+@click.option(
+    "--seed",
+    default=0,
+    show_default=True,
+    help="Seed of the folds (with --bins) and the bootstrap.",
+)
+@click.option(
+    "--probe-k",
+    default=None,
+    type=click.IntRange(min=0),
+    help="Charge k probe samples to every prompt (default: the profile's probes with --bin-by "
+    "predicted, else 0).",
+)
+@click.option(
+    "--expect-folds",
+    default=10,
+    show_default=True,
+    type=click.IntRange(min=2),
+    help="K of the repeated K-fold estimate of each deployed choice's accuracy (choices' expected_*).",
+)
+@click.option(
+    "--expect-repeats",
+    default=5,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Seeded K-fold splits averaged in that estimate.",
+)
+@click.option(
+    "--expect-method",
+    type=click.Choice(["kfold", "bootstrap"]),
+    default="kfold",
+    show_default=True,
+    help="Estimator of each deployed choice's accuracy: repeated K-fold cross-fitting, or the in-sample "
+    "accuracy minus a bootstrap estimate of the winner's curse (--select-rule best only).",
+)
+@click.option(
+    "--select-rule",
+    type=click.Choice(["best", "one-se"]),
+    default="best",
+    show_default=True,
+    help="How the deployed option of a bin is chosen: the most accurate, or the cheapest within one "
+    "paired standard error of it (more stable; the K-fold estimate uses the same rule).",
+)
 @json_option
 @handle_errors
-def plan_cmd(profile_dir: str, out_dir: str, unit: str, budgets: str | None, n_bins: int | None, bin_by: str,
-             verifier: str | None, n_boot: int, seed: int, probe_k: int | None, expect_folds: int,
-             expect_repeats: int, expect_method: str, select_rule: str, as_json: bool) -> None:
+def plan_cmd(
+    profile_dir: str,
+    out_dir: str,
+    unit: str,
+    budgets: str | None,
+    n_bins: int | None,
+    bin_by: str,
+    verifier: str | None,
+    n_boot: int,
+    seed: int,
+    probe_k: int | None,
+    expect_folds: int,
+    expect_repeats: int,
+    expect_method: str,
+    select_rule: str,
+    as_json: bool,
+) -> None:
     """Choose the compute-optimal strategy per difficulty bin and budget (two-fold CV within bins).
 
     Writes OUT/curves.parquet (accuracy per budget and method with CIs), OUT/selection.parquet
@@ -95,68 +173,46 @@ def plan_cmd(profile_dir: str, out_dir: str, unit: str, budgets: str | None, n_b
       ttc plan runs/qwen-profile --out runs/qwen-plan --bin-by level
       ttc plan runs/testbed-profile --out runs/plan-flops --unit flops --json
     """
-    from planner.difficulty import assign_folds, label_bins, quantile_bins
-    from planner.errors import PlannerError
-    from planner.fsutil import atomic_dir, file_sha256
-    from planner.optimize import PlanOptions, make_plan
-    from planner.schema import (
+    from planner.optimize import PlanOptions, plan_tables, read_plan_inputs
+    from planner.tables import (
         CHOICES,
         CHOICES_FILE,
         PLAN_CURVES,
         PLAN_CURVES_FILE,
         PROBLEMS,
         PROBLEMS_FILE,
-        PROFILE_FILE,
         SELECTION,
         SELECTION_FILE,
         SUMMARY_FILE,
-        read_problems,
-        read_profile,
-        resolve_table_path,
+        atomic_dir,
         write_table,
     )
 
-    profile, meta = read_profile(profile_dir)
-    prob = read_problems(resolve_table_path(profile_dir, PROFILE_FILE))
-    if prob is None:
-        raise PlannerError(f"{profile_dir}: no problems.parquet beside the profile (run ttc curves to make one)")
-    problems = prob[0].copy()
-    column = {"oracle": "oracle_bin", "level": "level_bin", "predicted": "predicted_bin"}[bin_by]
-    if bin_by == "level":
-        if problems["level"].isna().all():
-            raise PlannerError("--bin-by level: the problems table has no level labels")
-        problems["level_bin"] = label_bins(problems.set_index("problem_id")["level"]).to_numpy()
-    if n_bins is not None:
-        if bin_by != "oracle":
-            raise PlannerError("--bins re-bins oracle pass@1; it cannot be combined with --bin-by " + bin_by)
-        problems["oracle_bin"] = quantile_bins(problems.set_index("problem_id")["pass1"], n_bins).to_numpy()
-    if n_bins is not None or bin_by == "level":
-        problems["fold"] = assign_folds(problems["problem_id"].tolist(), problems[column].to_numpy(), seed)
-    probe = meta.get("probe") or {}
-    if probe_k is None:
-        probe_k = int(probe.get("k", 0)) if bin_by == "predicted" else 0
-    if probe_k and probe_k != probe.get("k"):
-        raise PlannerError(f"--probe-k {probe_k}: the profile's probe costs are for k={probe.get('k')} "
-                           "(make it with ttc curves --probe-k)")
+    inputs = read_plan_inputs(profile_dir, bin_by, n_bins, seed, probe_k)
     try:
         opts = PlanOptions(
-            unit=unit, budgets=None if budgets is None else tuple(parse_float_list(budgets, "--budgets")),
-            bin_column=column, verifier=verifier, n_boot=n_boot, seed=seed,
-            probe_k=probe_k, probe_verifier=probe.get("verifier"), expect_folds=expect_folds,
-            expect_repeats=expect_repeats, expect_method=expect_method, select_rule=select_rule,
+            unit=unit,
+            budgets=None if budgets is None else tuple(parse_float_list(budgets, "--budgets")),
+            bin_column=inputs.bin_column,
+            verifier=verifier,
+            n_boot=n_boot,
+            seed=seed,
+            probe_k=inputs.probe_k,
+            probe_verifier=inputs.probe_verifier,
+            expect_folds=expect_folds,
+            expect_repeats=expect_repeats,
+            expect_method=expect_method,
+            select_rule=select_rule,
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
-    plan = make_plan(profile, problems, opts)
-    src = resolve_table_path(profile_dir, PROFILE_FILE)
-    plan_meta = {k: v for k, v in meta.items() if k not in ("table", "schema_version")}
-    plan_meta["source_profile_sha256"] = file_sha256(src)
-    summary = {**plan.summary, "metadata": plan_meta}
+    res = plan_tables(inputs, opts)
+    plan, meta, summary = res.plan, res.metadata, res.summary
     with atomic_dir(out_dir) as stage:
-        write_table(plan.curves, stage / PLAN_CURVES_FILE, PLAN_CURVES, plan_meta)
-        write_table(plan.selection, stage / SELECTION_FILE, SELECTION, plan_meta)
-        write_table(plan.choices, stage / CHOICES_FILE, CHOICES, plan_meta)
-        write_table(problems.drop(columns=[c for c in ("level_bin",) if c in problems]), stage / PROBLEMS_FILE, PROBLEMS, plan_meta)
+        write_table(plan.curves, stage / PLAN_CURVES_FILE, PLAN_CURVES, meta)
+        write_table(plan.selection, stage / SELECTION_FILE, SELECTION, meta)
+        write_table(plan.choices, stage / CHOICES_FILE, CHOICES, meta)
+        write_table(res.problems, stage / PROBLEMS_FILE, PROBLEMS, meta)
         (stage / SUMMARY_FILE).write_text(dumps_json(summary) + "\n", encoding="utf-8")
     if as_json:
         echo_json(summary)

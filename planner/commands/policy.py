@@ -8,6 +8,7 @@ import math
 import click
 
 from planner.commands.common import echo_json, handle_errors, json_option, parse_float_list
+from planner.errors import PlannerError
 
 
 @click.group("policy")
@@ -33,8 +34,16 @@ def _num(x: float) -> str:
 
 @policy_group.command("export")
 @click.argument("plan_dir", type=click.Path(file_okay=False))
-@click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False), help="Policy file to write.")
-@click.option("--budgets", default=None, help="Comma-separated subset of the plan's budgets (default: all).")
+@click.option(
+    "--out",
+    "out_file",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Policy file to write.",
+)
+@click.option(
+    "--budgets", default=None, help="Comma-separated subset of the plan's budgets (default: all)."
+)
 @json_option
 @handle_errors
 def export_cmd(plan_dir: str, out_file: str, budgets: str | None, as_json: bool) -> None:
@@ -44,19 +53,29 @@ def export_cmd(plan_dir: str, out_file: str, budgets: str | None, as_json: bool)
     Example:
       ttc policy export runs/tb-plan --out policy.json --budgets 4,8,16
     """
-    from planner.fsutil import atomic_write_text
     from planner.policy import dumps_policy
-    from planner.policy_build import build_policy
+    from planner.policy.build import build_policy
+    from planner.tables import atomic_write_text
 
-    doc = build_policy(plan_dir, None if budgets is None else parse_float_list(budgets, "--budgets"))
+    doc = build_policy(
+        plan_dir, None if budgets is None else parse_float_list(budgets, "--budgets")
+    )
     atomic_write_text(out_file, dumps_policy(doc))
-    info = {"out": out_file, "bins": doc["bins"], "budgets": doc["budgets"], "budget_unit": doc["budget_unit"],
-            "probe_k": doc["probe"]["k"], "predictor": doc["predictor"]["model"]}
+    info = {
+        "out": out_file,
+        "bins": doc["bins"],
+        "budgets": doc["budgets"],
+        "budget_unit": doc["budget_unit"],
+        "probe_k": doc["probe"]["k"],
+        "predictor": doc["predictor"]["model"],
+    }
     if as_json:
         echo_json(info)
     else:
-        click.echo(f"wrote {out_file}: {len(doc['bins'])} bins x {len(doc['budgets'])} budgets "
-                   f"({doc['budget_unit']}), {doc['predictor']['model']} predictor on k={doc['probe']['k']} probes")
+        click.echo(
+            f"wrote {out_file}: {len(doc['bins'])} bins x {len(doc['budgets'])} budgets "
+            f"({doc['budget_unit']}), {doc['predictor']['model']} predictor on k={doc['probe']['k']} probes"
+        )
 
 
 @policy_group.command("validate")
@@ -73,13 +92,20 @@ def validate_cmd(file: str, as_json: bool) -> None:
     from planner.policy import Policy
 
     p = Policy.load(file)
-    info = {"file": file, "valid": True, "schema_version": p.doc["schema_version"], "bins": p.doc["bins"],
-            "budgets": p.doc["budgets"]}
+    info = {
+        "file": file,
+        "valid": True,
+        "schema_version": p.doc["schema_version"],
+        "bins": p.doc["bins"],
+        "budgets": p.doc["budgets"],
+    }
     if as_json:
         echo_json(info)
     else:
-        click.echo(f"{file}: valid policy (schema_version {p.doc['schema_version']}, {len(p.bins)} bins x "
-                   f"{len(p.budgets)} budgets)")
+        click.echo(
+            f"{file}: valid policy (schema_version {p.doc['schema_version']}, {len(p.bins)} bins x "
+            f"{len(p.budgets)} budgets)"
+        )
 
 
 def render_policy(doc: dict) -> str:
@@ -95,12 +121,20 @@ def render_policy(doc: dict) -> str:
     ]
     est = doc.get("accuracy_estimate")
     if est:
-        lines.append(f"expected accuracy: {est['method']}"
-                     + (f" (K={est['folds']}, {est['repeats']} repeats)" if est["method"] == "repeated-kfold" else "")
-                     + f", intervals {est['ci_method']}, options chosen by rule '{est.get('select_rule', 'best')}'")
+        lines.append(
+            f"expected accuracy: {est['method']}"
+            + (
+                f" (K={est['folds']}, {est['repeats']} repeats)"
+                if est["method"] == "repeated-kfold"
+                else ""
+            )
+            + f", intervals {est['ci_method']}, options chosen by rule '{est.get('select_rule', 'best')}'"
+        )
     lines.append("")
-    head = (f"{'budget':>10} {'bin':>3}  {'strategy':<9} {'select':<9} {'verifier':<10} {'gens':>5} "
-            f"{'accuracy [CI]':>21} {'FLOPs total':>11} {'gens total':>10} {'probes':>6}")
+    head = (
+        f"{'budget':>10} {'bin':>3}  {'strategy':<9} {'select':<9} {'verifier':<10} {'gens':>5} "
+        f"{'accuracy [CI]':>21} {'FLOPs total':>11} {'gens total':>10} {'probes':>6}"
+    )
     lines += [head, "-" * len(head)]
     for dec in sorted(doc["decisions"], key=lambda d: (d["budget"], d["bin"])):
         cfg = json.loads(dec["config"])
@@ -112,8 +146,11 @@ def render_policy(doc: dict) -> str:
             f"{'reused' if dec['probe_reused'] else 'extra':>6}"
         )
     fb = doc["fallback"]
-    lines += ["", f"fallback: {fb['strategy']} {fb['config']} (budget {_num(fb['option_budget'])}) "
-                  f"{_pct(fb['accuracy'])}: {fb['reason']}"]
+    lines += [
+        "",
+        f"fallback: {fb['strategy']} {fb['config']} (budget {_num(fb['option_budget'])}) "
+        f"{_pct(fb['accuracy'])}: {fb['reason']}",
+    ]
     return "\n".join(lines)
 
 
@@ -140,13 +177,27 @@ def show_cmd(file: str, as_json: bool) -> None:
 @policy_group.command("decide")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--scores", required=True, help="The k probe scores, comma-separated.")
-@click.option("--budget", required=True, type=float,
-              help="Budget per prompt in the policy's unit; the largest policy budget <= it is used.")
-@click.option("--answers", default=None, help="The k probe answers, comma-separated (when the predictor uses agreement).")
-@click.option("--tokens", default=None, help="The k probes' generated tokens, comma-separated (when it uses gen_tokens).")
+@click.option(
+    "--budget",
+    required=True,
+    type=float,
+    help="Budget per prompt in the policy's unit; the largest policy budget <= it is used.",
+)
+@click.option(
+    "--answers",
+    default=None,
+    help="The k probe answers, comma-separated (when the predictor uses agreement).",
+)
+@click.option(
+    "--tokens",
+    default=None,
+    help="The k probes' generated tokens, comma-separated (when it uses gen_tokens).",
+)
 @json_option
 @handle_errors
-def decide_cmd(file: str, scores: str, budget: float, answers: str | None, tokens: str | None, as_json: bool) -> None:
+def decide_cmd(
+    file: str, scores: str, budget: float, answers: str | None, tokens: str | None, as_json: bool
+) -> None:
     """Decide what to run for one prompt from its probe scores.
 
     \b
@@ -154,7 +205,6 @@ def decide_cmd(file: str, scores: str, budget: float, answers: str | None, token
       ttc policy decide policy.json --scores 0.31,0.77,0.5,0.9 --answers 3,3,4,3 \\
           --tokens 80,95,70,88 --budget 16 --json
     """
-    from planner.errors import PlannerError
     from planner.policy import Policy
 
     p = Policy.load(file)
@@ -163,55 +213,95 @@ def decide_cmd(file: str, scores: str, budget: float, answers: str | None, token
     t = None if tokens is None else parse_float_list(tokens, "--tokens")
     missing = [n for n, v in (("agreement", a), ("gen_tokens", t)) if n in p.needs() and v is None]
     if missing:
-        raise PlannerError(f"this policy's predictor uses {missing[0]}: pass "
-                           f"{'--answers' if missing[0] == 'agreement' else '--tokens'}")
+        raise PlannerError(
+            f"this policy's predictor uses {missing[0]}: pass "
+            f"{'--answers' if missing[0] == 'agreement' else '--tokens'}"
+        )
     d = p.decide(s, budget, answers=a, gen_tokens=t)
     if as_json:
         echo_json({"requested_budget": budget, **d.as_dict()})
     else:
-        where = "fallback (budget below the smallest policy budget)" if d.fallback else f"policy budget {d.budget:g}"
-        click.echo(f"bin {d.bin} -> {d.strategy} {d.config} (option budget {d.option_budget:g}; {where})\n"
-                   f"expected accuracy {_pct(d.accuracy)} [{100 * d.ci_lo:.1f}, {100 * d.ci_hi:.1f}], "
-                   f"expected FLOPs {d.total_flops:.4g} (strategy {d.flops:.4g}), generations {d.total_generations:g}")
+        where = (
+            "fallback (budget below the smallest policy budget)"
+            if d.fallback
+            else f"policy budget {d.budget:g}"
+        )
+        click.echo(
+            f"bin {d.bin} -> {d.strategy} {d.config} (option budget {d.option_budget:g}; {where})\n"
+            f"expected accuracy {_pct(d.accuracy)} [{100 * d.ci_lo:.1f}, {100 * d.ci_hi:.1f}], "
+            f"expected FLOPs {d.total_flops:.4g} (strategy {d.flops:.4g}), generations {d.total_generations:g}"
+        )
 
 
 def render_evaluation(res: dict) -> str:
-    lines = [f"{res['problems']} held-out problems, k={res['probe_k']} probes ({res['verifier']}), "
-             f"{100 * res['ci']:.0f}% bootstrap intervals"]
+    lines = [
+        f"{res['problems']} held-out problems, k={res['probe_k']} probes ({res['verifier']}), "
+        f"{100 * res['ci']:.0f}% bootstrap intervals"
+    ]
     for entry in res["budgets"]:
         o, g = entry["overall"], entry["goal"]
-        lines += ["", f"budget {entry['budget']:g}:",
-                  f"{'bin':>7} {'n':>6} {'predicted [CI]':>22} {'realised [CI]':>22} {'inside':>6} {'both':>4} "
-                  f"{'pred FLOPs':>11} {'real FLOPs':>11}"]
+        lines += [
+            "",
+            f"budget {entry['budget']:g}:",
+            f"{'bin':>7} {'n':>6} {'predicted [CI]':>22} {'realised [CI]':>22} {'inside':>6} {'both':>4} "
+            f"{'pred FLOPs':>11} {'real FLOPs':>11}",
+        ]
         for b in entry["bins"]:
-            lines.append(f"{b['bin']:>7} {b['n']:>6} "
-                         f"{_pct(b['predicted_accuracy'])} [{100 * b['predicted_ci_lo']:5.1f},{100 * b['predicted_ci_hi']:5.1f}] "
-                         f"{_pct(b['realised_accuracy'])} [{100 * b['realised_ci_lo']:5.1f},{100 * b['realised_ci_hi']:5.1f}] "
-                         f"{'yes' if b['inside'] else 'NO':>6} {'yes' if b.get('consistent', True) else 'NO':>4} "
-                         f"{_num(b['predicted_flops']):>11} {_num(b['realised_flops']):>11}")
-        lines.append(f"{'overall':>7} {o['n']:>6} {_pct(o['predicted_accuracy']):>22} "
-                     f"{_pct(o['realised_accuracy'])} [{100 * o['realised_ci_lo']:5.1f},{100 * o['realised_ci_hi']:5.1f}] "
-                     f"{'':>6} {'':>4} {_num(o['predicted_flops']):>11} {_num(o['realised_flops']):>11}")
+            lines.append(
+                f"{b['bin']:>7} {b['n']:>6} "
+                f"{_pct(b['predicted_accuracy'])} [{100 * b['predicted_ci_lo']:5.1f},{100 * b['predicted_ci_hi']:5.1f}] "
+                f"{_pct(b['realised_accuracy'])} [{100 * b['realised_ci_lo']:5.1f},{100 * b['realised_ci_hi']:5.1f}] "
+                f"{'yes' if b['inside'] else 'NO':>6} {'yes' if b.get('consistent', True) else 'NO':>4} "
+                f"{_num(b['predicted_flops']):>11} {_num(b['realised_flops']):>11}"
+            )
+        lines.append(
+            f"{'overall':>7} {o['n']:>6} {_pct(o['predicted_accuracy']):>22} "
+            f"{_pct(o['realised_accuracy'])} [{100 * o['realised_ci_lo']:5.1f},{100 * o['realised_ci_hi']:5.1f}] "
+            f"{'':>6} {'':>4} {_num(o['predicted_flops']):>11} {_num(o['realised_flops']):>11}"
+        )
         ratio = o["flops_ratio"]
-        lines.append(f"  |predicted - realised| = {100 * o['abs_error']:.2f} points "
-                     f"({'ok' if g['accuracy_within_2_points'] else 'MISS'} <= 2); bins inside CI: "
-                     f"{'yes' if g['bins_inside_ci'] else 'NO'} (consistent given both intervals: "
-                     f"{'yes' if g.get('bins_consistent', True) else 'NO'}); FLOPs realised/predicted = "
-                     + ("n/a (no FLOPs recorded)" if ratio is None or math.isnan(ratio) else
-                        f"{ratio:.3f} ({'ok' if g['flops_within_5_percent'] else 'MISS'} within 5%)"))
+        lines.append(
+            f"  |predicted - realised| = {100 * o['abs_error']:.2f} points "
+            f"({'ok' if g['accuracy_within_2_points'] else 'MISS'} <= 2); bins inside CI: "
+            f"{'yes' if g['bins_inside_ci'] else 'NO'} (consistent given both intervals: "
+            f"{'yes' if g.get('bins_consistent', True) else 'NO'}); FLOPs realised/predicted = "
+            + (
+                "n/a (no FLOPs recorded)"
+                if ratio is None or math.isnan(ratio)
+                else f"{ratio:.3f} ({'ok' if g['flops_within_5_percent'] else 'MISS'} within 5%)"
+            )
+        )
     return "\n".join(lines)
 
 
 @policy_group.command("evaluate")
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--samples", "samples_dir", required=True, type=click.Path(),
-              help="Samples of held-out problems (a directory with samples.parquet, or the file).")
-@click.option("--budgets", default=None, help="Comma-separated budgets to check (default: every policy budget).")
-@click.option("--n-boot", default=1000, show_default=True, help="Bootstrap resamples (0 = normal approximation).")
-@click.option("--seed", default=0, show_default=True, help="Seed of the bootstrap and Monte Carlo subsets.")
+@click.option(
+    "--samples",
+    "samples_dir",
+    required=True,
+    type=click.Path(),
+    help="Samples of held-out problems (a directory with samples.parquet, or the file).",
+)
+@click.option(
+    "--budgets",
+    default=None,
+    help="Comma-separated budgets to check (default: every policy budget).",
+)
+@click.option(
+    "--n-boot",
+    default=1000,
+    show_default=True,
+    help="Bootstrap resamples (0 = normal approximation).",
+)
+@click.option(
+    "--seed", default=0, show_default=True, help="Seed of the bootstrap and Monte Carlo subsets."
+)
 @json_option
 @handle_errors
-def evaluate_cmd(file: str, samples_dir: str, budgets: str | None, n_boot: int, seed: int, as_json: bool) -> None:
+def evaluate_cmd(
+    file: str, samples_dir: str, budgets: str | None, n_boot: int, seed: int, as_json: bool
+) -> None:
     """Check a policy's promise on held-out problems: predicted vs realised accuracy and FLOPs.
 
     The samples must be of problems the policy was not fitted on (e.g. fresh testbed problems
@@ -224,13 +314,18 @@ def evaluate_cmd(file: str, samples_dir: str, budgets: str | None, n_boot: int, 
       ttc policy evaluate policy.json --samples runs/tb-heldout --json
     """
     from planner.policy import Policy
-    from planner.policy_build import evaluate_policy
-    from planner.schema import read_samples
+    from planner.policy.evaluate import evaluate_policy
+    from planner.tables import read_samples
 
     p = Policy.load(file)
     samples, _ = read_samples(samples_dir)
-    res = evaluate_policy(p, samples, None if budgets is None else parse_float_list(budgets, "--budgets"),
-                          n_boot=n_boot, seed=seed)
+    res = evaluate_policy(
+        p,
+        samples,
+        None if budgets is None else parse_float_list(budgets, "--budgets"),
+        n_boot=n_boot,
+        seed=seed,
+    )
     if as_json:
         echo_json(res)
     else:

@@ -13,13 +13,28 @@ def testbed() -> None:
 
 
 @testbed.command("train")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
-              help="Directory to receive policy/, large/, prm/, reviser/ and manifest.json.")
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Directory to receive policy/, large/, prm/, reviser/ and manifest.json.",
+)
 @click.option("--quick", is_flag=True, help="Small models for tests (about a minute on 2 cores).")
-@click.option("--scale", type=click.Choice(["default", "paper"]), default="default", show_default=True,
-              help="default: larger LM ~4x the policy; paper: ~13x, like the paper (several times longer).")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Seed of initialisation, data and rollouts: a seed always gives the same models.")
+@click.option(
+    "--scale",
+    type=click.Choice(["default", "paper"]),
+    default="default",
+    show_default=True,
+    help="default: larger LM ~4x the policy; paper: ~13x, like the paper (several times longer).",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Seed of initialisation, data and rollouts: a seed always gives the same models.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @json_option
 @handle_errors
@@ -53,7 +68,9 @@ def train(out_dir: str, quick: bool, scale: str, seed: int, quiet: bool, as_json
     models = manifest["models"]
     for name in ("policy", "large", "prm", "reviser"):
         m = models[name]
-        click.echo(f"{name:8s} {m['params']:>10,d} params  {m.get('train_seconds', 0):8.1f} s  -> {out_dir}/{name}")
+        click.echo(
+            f"{name:8s} {m['params']:>10,d} params  {m.get('train_seconds', 0):8.1f} s  -> {out_dir}/{name}"
+        )
     q = manifest.get("quality", {}).get("levels", {})
     if q:
         click.echo("level  policy pass@1  large pass@1")

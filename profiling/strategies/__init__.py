@@ -1,36 +1,92 @@
 """Strategies, registered by name: each is `(problems, backend, verifier, config) -> rows`.
 
 A strategy is a pure function of its inputs (it never mutates them) that returns rows of the
-samples table (`planner.schema.SAMPLES`); `verifier` is one verifier, a list of them, or None.
+samples table (`planner.tables.schema.SAMPLES`); `verifier` is one verifier, a list of them, or
+None. Names and kinds come from the planner's one table (`planner.strategies`); here each
+name gets its function and the frozen config class its config parses into (all keys, defaults
+and rules).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
 from typing import Any
 
+from planner.strategies import strategy_kind
+from profiling.backend import Backend
 from profiling.problems import Problem
+from profiling.strategies.common import Verifiers
 from profiling.strategies.revisions import RevisionsConfig, revisions
 from profiling.strategies.sample import SampleConfig, sample
-from profiling.strategies.search import SearchConfig, beam, dvts, lookahead
+from profiling.strategies.search import (
+    BeamConfig,
+    DVTSConfig,
+    LookaheadConfig,
+    beam,
+    dvts,
+    lookahead,
+)
 
-Strategy = Callable[[Sequence[Problem], Any, Any, Mapping[str, Any]], list[dict]]
+Strategy = Callable[[Sequence[Problem], Backend, Verifiers, Mapping[str, Any]], list[dict]]
 
-STRATEGIES: dict[str, Strategy] = {
-    "sample": sample,
-    "beam": beam,
-    "lookahead": lookahead,
-    "dvts": dvts,
-    "revisions": revisions,
+
+@dataclass(frozen=True)
+class RegisteredStrategy:
+    """One strategy of the planner's table: its kind, its function and its config class;
+    calling it runs the function."""
+
+    name: str
+    kind: str
+    run: Strategy
+    config: type
+
+    def __call__(
+        self,
+        problems: Sequence[Problem],
+        backend: Backend,
+        verifier: Verifiers,
+        config: Mapping[str, Any],
+    ) -> list[dict]:
+        return self.run(problems, backend, verifier, config)
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The config keys the strategy accepts."""
+        return tuple(f.name for f in fields(self.config))
+
+
+_IMPLEMENTATIONS: dict[str, tuple[Strategy, type]] = {
+    "sample": (sample, SampleConfig),
+    "revisions": (revisions, RevisionsConfig),
+    "beam": (beam, BeamConfig),
+    "lookahead": (lookahead, LookaheadConfig),
+    "dvts": (dvts, DVTSConfig),
 }
 
-# The frozen config dataclass each strategy parses its config with (all keys and defaults).
-CONFIGS: dict[str, type] = {
-    "sample": SampleConfig,
-    "beam": SearchConfig,
-    "lookahead": SearchConfig,
-    "dvts": SearchConfig,
-    "revisions": RevisionsConfig,
+# strategy_kind raises for a name the planner's table lacks, so the harness cannot run a
+# strategy the planner cannot read.
+STRATEGIES: dict[str, RegisteredStrategy] = {
+    name: RegisteredStrategy(name, strategy_kind(name), fn, cls)
+    for name, (fn, cls) in _IMPLEMENTATIONS.items()
 }
 
-__all__ = ["CONFIGS", "STRATEGIES", "Strategy"]
+
+def run(
+    strategy: str,
+    problems: Sequence[Problem],
+    backend: Backend,
+    verifier: Verifiers,
+    config: Mapping[str, Any],
+) -> list[dict]:
+    """Run a registered strategy and return its samples rows (inputs are not mutated)."""
+    try:
+        entry = STRATEGIES[strategy]
+    except KeyError:
+        raise ValueError(
+            f"unknown strategy {strategy!r} (known: {', '.join(STRATEGIES)})"
+        ) from None
+    return entry.run(list(problems), backend, verifier, dict(config))
+
+
+__all__ = ["STRATEGIES", "RegisteredStrategy", "Strategy", "run"]

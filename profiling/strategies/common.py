@@ -7,12 +7,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
-from planner.schema import canonical_config
-from profiling.problems import Grader, Problem, TestbedGrader
-from profiling.verifiers import Candidate, Scored, Verifier, aggregate
+from planner.strategies import aggregate
+from planner.tables.schema import canonical_config
+from profiling.backend import Backend
+from profiling.grading import Grader, get_grader
+from profiling.problems import Problem
+from profiling.verifiers import Candidate, Scored, Verifier
+
+# What a strategy's `verifier` argument may be: one verifier, several, or none.
+Verifiers = Verifier | Sequence[Verifier] | None
 
 
-def verifier_list(verifier: Verifier | Sequence[Verifier] | None) -> list[Verifier]:
+def verifier_list(verifier: Verifiers) -> list[Verifier]:
     if verifier is None:
         return []
     vs = list(verifier) if isinstance(verifier, list | tuple) else [verifier]
@@ -22,13 +28,18 @@ def verifier_list(verifier: Verifier | Sequence[Verifier] | None) -> list[Verifi
     return vs
 
 
-def make_candidate(backend: Any, problem: Problem, token_ids: Sequence[int],
-                   logprobs: Sequence[float]) -> Candidate:
+def make_candidate(
+    backend: Backend, problem: Problem, token_ids: Sequence[int], logprobs: Sequence[float]
+) -> Candidate:
     groups = backend.split_steps(token_ids)
     segments = [backend.decode(g) for g in groups]
     n = sum(len(g) for g in groups)
-    return Candidate(problem=problem, segments=segments, logprobs=list(logprobs[:n]),
-                     seg_tokens=[len(g) for g in groups])
+    return Candidate(
+        problem=problem,
+        segments=segments,
+        logprobs=list(logprobs[:n]),
+        seg_tokens=[len(g) for g in groups],
+    )
 
 
 def spread_int(total: int, k: int) -> list[int]:
@@ -68,9 +79,8 @@ def row_config(cfg: Any, extra: Mapping[str, Any] | None = None) -> str:
 
 
 def grader_for(name: str) -> Grader:
-    from profiling.problems import get_grader
-
-    return get_grader(name) if name else TestbedGrader()
+    """The grader a strategy config names (`grader`; empty: the testbed's)."""
+    return get_grader(name or "testbed")
 
 
 @dataclass
@@ -87,9 +97,23 @@ def judge(grader: Grader, c: Candidate) -> Outcome:
     return Outcome(c, grader.extract_answer(text), bool(grader.is_correct(text, c.problem.answer)))
 
 
-def row(problem: Problem, strategy: str, config: str, run: int, position: int, outcome: Outcome,
-        verifier_id: str, scored: Scored | None, agg: str, *, prompt_tokens: int,
-        gen_tokens: int, gen_flops: float, verifier_flops: float, wall_s: float) -> dict:
+def row(
+    problem: Problem,
+    strategy: str,
+    config: str,
+    run: int,
+    position: int,
+    outcome: Outcome,
+    verifier_id: str,
+    scored: Scored | None,
+    agg: str,
+    *,
+    prompt_tokens: int,
+    gen_tokens: int,
+    gen_flops: float,
+    verifier_flops: float,
+    wall_s: float,
+) -> dict:
     steps = [] if scored is None else [float(x) for x in scored.step_scores]
     return {
         "problem_id": problem.problem_id,

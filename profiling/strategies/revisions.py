@@ -20,9 +20,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from profiling.backend import Backend
 from profiling.flops import forward_flops
 from profiling.problems import Problem
 from profiling.strategies.common import (
+    Verifiers,
     config_from,
     grader_for,
     judge,
@@ -56,12 +58,14 @@ class RevisionsConfig:
 
     def __post_init__(self) -> None:
         if self.chains < 1 or self.length < 1:
-            raise ValueError(f"revisions: chains and length must be >= 1, got {self.chains}, "
-                             f"{self.length}")
+            raise ValueError(
+                f"revisions: chains and length must be >= 1, got {self.chains}, {self.length}"
+            )
         if not 0 <= self.window <= 16:
             raise ValueError("revisions: window must be in [0, 16]")
         if "{attempts}" not in self.prompt_format or not (
-                "{prompt}" in self.prompt_format or "{question}" in self.prompt_format):
+            "{prompt}" in self.prompt_format or "{question}" in self.prompt_format
+        ):
             raise ValueError("revisions: prompt_format needs {attempts} and {prompt} or {question}")
         if "{attempt}" not in self.attempt_format:
             raise ValueError("revisions: attempt_format needs {attempt}")
@@ -72,31 +76,43 @@ class RevisionsConfig:
 
 
 def revision_prompt(cfg: RevisionsConfig, problem: Problem, previous: Sequence[str]) -> str:
-    recent = list(previous)[-cfg.window:] if cfg.window else []
+    recent = list(previous)[-cfg.window :] if cfg.window else []
     question = str(problem.meta.get("question", problem.prompt))
-    attempts = "".join(cfg.attempt_format.format(attempt=c, index=i + 1, prompt=problem.prompt,
-                                                 question=question)
-                       for i, c in enumerate(recent))
+    attempts = "".join(
+        cfg.attempt_format.format(attempt=c, index=i + 1, prompt=problem.prompt, question=question)
+        for i, c in enumerate(recent)
+    )
     return cfg.prompt_format.format(prompt=problem.prompt, question=question, attempts=attempts)
 
 
-def revisions(problems: Sequence[Problem], backend: Any, verifier: Any,
-              config: Mapping[str, Any]) -> list[dict]:
+def revisions(
+    problems: Sequence[Problem], backend: Backend, verifier: Verifiers, config: Mapping[str, Any]
+) -> list[dict]:
     cfg: RevisionsConfig = config_from(RevisionsConfig, config, "revisions")
     verifiers = verifier_list(verifier)
     grader = grader_for(cfg.grader)
     cfg_json = row_config(cfg)
     history: dict[tuple[int, int], list[str]] = {
-        (pi, c): [] for pi in range(len(problems)) for c in range(cfg.chains)}
+        (pi, c): [] for pi in range(len(problems)) for c in range(cfg.chains)
+    }
     rows: list[dict] = []
     for step in range(cfg.length):
         keys = list(history)
-        prompts = [backend.text_ids(revision_prompt(cfg, problems[pi], history[(pi, c)]))
-                   for pi, c in keys]
+        prompts = [
+            backend.text_ids(revision_prompt(cfg, problems[pi], history[(pi, c)])) for pi, c in keys
+        ]
         t0 = time.perf_counter()
-        gens = [pool[0] for pool in backend.sample(
-            prompts, 1, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-            top_p=cfg.top_p, seed=cfg.seed * 1_000_003 + step)]
+        gens = [
+            pool[0]
+            for pool in backend.sample(
+                prompts,
+                1,
+                max_new_tokens=cfg.max_new_tokens,
+                temperature=cfg.temperature,
+                top_p=cfg.top_p,
+                seed=cfg.seed * 1_000_003 + step,
+            )
+        ]
         wall = time.perf_counter() - t0
         total_tokens = sum(len(g.token_ids) for g in gens) or 1
         # identical prompts were encoded once: spread that prefill over them
@@ -121,10 +137,25 @@ def revisions(problems: Sequence[Problem], backend: Any, verifier: Any,
             else:
                 scored, vwall = timed_score(v, cands)
                 vid, agg = v.verifier_id, v.agg
-            for (pi, c), o, s, (plen, n, flops, w) in zip(keys, outcomes, scored, costs,
-                                                          strict=True):
-                rows.append(row(problems[pi], "revisions", cfg_json, c, step, o, vid, s, agg,
-                                prompt_tokens=plen, gen_tokens=n, gen_flops=flops,
-                                verifier_flops=0.0 if s is None else s.flops,
-                                wall_s=w + vwall / len(cands)))
+            for (pi, c), o, s, (plen, n, flops, w) in zip(
+                keys, outcomes, scored, costs, strict=True
+            ):
+                rows.append(
+                    row(
+                        problems[pi],
+                        "revisions",
+                        cfg_json,
+                        c,
+                        step,
+                        o,
+                        vid,
+                        s,
+                        agg,
+                        prompt_tokens=plen,
+                        gen_tokens=n,
+                        gen_flops=flops,
+                        verifier_flops=0.0 if s is None else s.flops,
+                        wall_s=w + vwall / len(cands),
+                    )
+                )
     return rows

@@ -17,9 +17,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from profiling.backend import Backend
 from profiling.flops import forward_flops
 from profiling.problems import Problem
 from profiling.strategies.common import (
+    Verifiers,
     config_from,
     grader_for,
     judge,
@@ -54,8 +56,9 @@ class SampleConfig:
             raise ValueError("sample: max_new_tokens and runs must be >= 1")
 
 
-def sample(problems: Sequence[Problem], backend: Any, verifier: Any,
-           config: Mapping[str, Any]) -> list[dict]:
+def sample(
+    problems: Sequence[Problem], backend: Backend, verifier: Verifiers, config: Mapping[str, Any]
+) -> list[dict]:
     cfg: SampleConfig = config_from(SampleConfig, config, "sample")
     verifiers = verifier_list(verifier)
     grader = grader_for(cfg.grader)
@@ -64,9 +67,14 @@ def sample(problems: Sequence[Problem], backend: Any, verifier: Any,
     prompts = [backend.prompt_ids(p) for p in problems]
     for run in range(cfg.runs):
         t0 = time.perf_counter()
-        pools = backend.sample(prompts, cfg.n, max_new_tokens=cfg.max_new_tokens,
-                               temperature=cfg.temperature, top_p=cfg.top_p,
-                               seed=cfg.seed + 1_000 * run)
+        pools = backend.sample(
+            prompts,
+            cfg.n,
+            max_new_tokens=cfg.max_new_tokens,
+            temperature=cfg.temperature,
+            top_p=cfg.top_p,
+            seed=cfg.seed + 1_000 * run,
+        )
         gen_wall = time.perf_counter() - t0
         all_tokens = sum(len(g.token_ids) for pool in pools for g in pool) or 1
         for problem, prompt, pool in zip(problems, prompts, pools, strict=True):
@@ -92,8 +100,22 @@ def sample(problems: Sequence[Problem], backend: Any, verifier: Any,
                     vid, agg = v.verifier_id, v.agg
                 for i, (o, s) in enumerate(zip(outcomes, scored, strict=True)):
                     pt, n, flops, wall = gen[i]
-                    rows.append(row(problem, "sample", cfg_json, run, i, o, vid, s, agg,
-                                    prompt_tokens=pt, gen_tokens=n, gen_flops=flops,
-                                    verifier_flops=0.0 if s is None else s.flops,
-                                    wall_s=wall + vwall / len(cands)))
+                    rows.append(
+                        row(
+                            problem,
+                            "sample",
+                            cfg_json,
+                            run,
+                            i,
+                            o,
+                            vid,
+                            s,
+                            agg,
+                            prompt_tokens=pt,
+                            gen_tokens=n,
+                            gen_flops=flops,
+                            verifier_flops=0.0 if s is None else s.flops,
+                            wall_s=wall + vwall / len(cands),
+                        )
+                    )
     return rows

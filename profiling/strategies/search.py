@@ -1,7 +1,10 @@
 """Step-level search guided by a verifier: `beam`, `lookahead` and `dvts`.
 
+Each has its own frozen config (`BeamConfig`, `LookaheadConfig`, `DVTSConfig`, sharing the keys
+and checks of `SearchConfig`), which owns its rules: n a multiple of m; k >= 1 for lookahead only.
+
 All three keep the partial solutions of one problem as rows of one KV cache
-(`backend.start(prompt)`): the prompt is encoded once, a kept row is copied M ways with
+(`backend.start_batch(prompts)`): each prompt is encoded once, a kept row is copied M ways with
 `select` (no re-encoding), and each round feeds only the new step's tokens.
 
 - beam (paper, Snell et al. 2024): sample N first steps; score; keep the top N/M; expand each M
@@ -28,11 +31,14 @@ import time
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
-from models.decoding import make_generator
+from models.decoding import Generation, make_generator
+from planner.strategies import aggregate
+from profiling.backend import Backend, SearchState
 from profiling.problems import Problem
 from profiling.strategies.common import (
+    Verifiers,
     config_from,
     grader_for,
     judge,
@@ -44,12 +50,16 @@ from profiling.strategies.common import (
     timed_score,
     verifier_list,
 )
-from profiling.verifiers import Candidate, Scored, aggregate, incremental
+from profiling.verifiers import Candidate, Scored, Verifier, incremental
 
 
 @dataclass(frozen=True)
 class SearchConfig:
-    """n: budget (generations, the paper's N); m: beam width; k: lookahead steps (0 = beam)."""
+    """What beam, lookahead and DVTS share. n: budget (generations, the paper's N); m: beam
+    width (DVTS: branching; n / m subtrees); k: lookahead steps (only lookahead's may be > 0,
+    and the key stays in every search's row config)."""
+
+    strategy: ClassVar[str] = "search"
 
     n: int
     m: int = 4
@@ -64,16 +74,47 @@ class SearchConfig:
     grader: str = "testbed"
 
     def __post_init__(self) -> None:
+        name = self.strategy
         if self.n < 1 or self.m < 1:
-            raise ValueError(f"search: n and m must be >= 1, got n={self.n}, m={self.m}")
+            raise ValueError(f"{name}: n and m must be >= 1, got n={self.n}, m={self.m}")
         if self.n % self.m:
-            raise ValueError(f"search: n ({self.n}) must be a multiple of m ({self.m})")
+            raise ValueError(f"{name}: n ({self.n}) must be a multiple of m ({self.m})")
         if self.k < 0 or self.max_rounds < 1:
-            raise ValueError("search: k must be >= 0 and max_rounds >= 1")
+            raise ValueError(f"{name}: k must be >= 0 and max_rounds >= 1")
         if self.max_step_tokens < 1 or self.max_new_tokens < 1 or self.runs < 1:
-            raise ValueError("search: max_step_tokens, max_new_tokens and runs must be >= 1")
+            raise ValueError(f"{name}: max_step_tokens, max_new_tokens and runs must be >= 1")
         if self.temperature < 0 or not 0 < self.top_p <= 1:
-            raise ValueError("search: temperature must be >= 0 and top_p in (0, 1]")
+            raise ValueError(f"{name}: temperature must be >= 0 and top_p in (0, 1]")
+
+
+@dataclass(frozen=True)
+class BeamConfig(SearchConfig):
+    strategy: ClassVar[str] = "beam"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.k:
+            raise ValueError("beam: k (lookahead steps) only applies to 'lookahead'")
+
+
+@dataclass(frozen=True)
+class LookaheadConfig(SearchConfig):
+    strategy: ClassVar[str] = "lookahead"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.k < 1:
+            raise ValueError("lookahead: k must be >= 1 (k = 0 is beam search)")
+
+
+@dataclass(frozen=True)
+class DVTSConfig(SearchConfig):
+    strategy: ClassVar[str] = "dvts"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.k:
+            raise ValueError("dvts: k (lookahead steps) only applies to 'lookahead'")
 
 
 @dataclass
@@ -92,8 +133,15 @@ class _Final:
 class _Run:
     """The search of one problem: its paths (rows of the shared state), finals and costs."""
 
-    def __init__(self, problem: Problem, backend: Any, verifiers: list, cfg: SearchConfig,
-                 strategy: str, run: int) -> None:
+    def __init__(
+        self,
+        problem: Problem,
+        backend: Backend,
+        verifiers: list[Verifier],
+        cfg: SearchConfig,
+        strategy: str,
+        run: int,
+    ) -> None:
         self.problem, self.backend, self.cfg, self.strategy = problem, backend, cfg, strategy
         self.sv = verifiers[0]
         self.grader = grader_for(cfg.grader)
@@ -114,7 +162,7 @@ class _Run:
             return True
         return self.grader.extract_answer(self.backend.decode(step_tokens)) is not None
 
-    def after_step(self, gens: Sequence[Any]) -> None:
+    def after_step(self, gens: Sequence[Generation]) -> None:
         for p, g in zip(self.paths, gens, strict=True):
             p.tokens += g.token_ids
             p.logprobs += g.logprobs
@@ -129,8 +177,10 @@ class _Run:
         if last_round:
             if dvts:
                 for t in sorted(set(self.tree)):
-                    best = max((i for i in range(len(paths)) if self.tree[i] == t),
-                               key=lambda i: (value[i], -i))
+                    best = max(
+                        (i for i in range(len(paths)) if self.tree[i] == t),
+                        key=lambda i: (value[i], -i),
+                    )
                     self.finals.append(_Final(paths[best], scores[best]))
             else:
                 self.finals += [_Final(paths[i], scores[i]) for i in range(len(paths))]
@@ -161,8 +211,9 @@ class _Run:
         return keep
 
 
-def _score_many(sv: Any, runs: Sequence[_Run], items: Sequence[tuple[int, Candidate]]
-                ) -> list[Scored]:
+def _score_many(
+    sv: Verifier, runs: Sequence[_Run], items: Sequence[tuple[int, Candidate]]
+) -> list[Scored]:
     """Score candidates of several runs in one verifier call; charge each run its share."""
     if not items:
         return []
@@ -173,7 +224,7 @@ def _score_many(sv: Any, runs: Sequence[_Run], items: Sequence[tuple[int, Candid
     return scored
 
 
-def _execute(runs: list[_Run], backend: Any, cfg: SearchConfig, seed: int) -> Any:
+def _execute(runs: list[_Run], backend: Backend, cfg: SearchConfig, seed: int) -> SearchState:
     """Search several problems at once: their rows share one batch and one KV cache."""
     # the search verifier keeps its KV rows between rounds (a PRM reads each new step once,
     # not the whole partial solution every round), for this search only
@@ -181,27 +232,41 @@ def _execute(runs: list[_Run], backend: Any, cfg: SearchConfig, seed: int) -> An
         return _execute_rounds(runs, backend, cfg, seed)
 
 
-def _execute_rounds(runs: list[_Run], backend: Any, cfg: SearchConfig, seed: int) -> Any:
+def _execute_rounds(
+    runs: list[_Run], backend: Backend, cfg: SearchConfig, seed: int
+) -> SearchState:
     st = backend.start_batch([r.prompt for r in runs])
-    gen = make_generator(seed, st.state.device)
+    gen = make_generator(seed, st.device)
     st.select([ri for ri, _ in enumerate(runs) for _ in range(cfg.n)])
     rows_of = [cfg.n] * len(runs)  # live rows of each run, in run order in the state
     sv = runs[0].sv
     for rnd in range(cfg.max_rounds):
-        gens = st.step(temperature=cfg.temperature, top_p=cfg.top_p,
-                       max_step_tokens=cfg.max_step_tokens, generator=gen)
+        gens = st.step(
+            temperature=cfg.temperature,
+            top_p=cfg.top_p,
+            max_step_tokens=cfg.max_step_tokens,
+            generator=gen,
+        )
         off = 0
         for r, k in zip(runs, rows_of, strict=True):
             if k:
-                r.after_step(gens[off:off + k])
+                r.after_step(gens[off : off + k])
             off += k
         last_round = rnd == cfg.max_rounds - 1
         active = [ri for ri, k in enumerate(rows_of) if k]
-        direct = [(ri, i) for ri in active for i, p in enumerate(runs[ri].paths)
-                  if p.done or cfg.k == 0 or last_round]
-        scores: dict[tuple[int, int], Scored] = dict(zip(direct, _score_many(
-            sv, runs, [(ri, runs[ri].cand(runs[ri].paths[i])) for ri, i in direct]),
-            strict=True))
+        direct = [
+            (ri, i)
+            for ri in active
+            for i, p in enumerate(runs[ri].paths)
+            if p.done or cfg.k == 0 or last_round
+        ]
+        scores: dict[tuple[int, int], Scored] = dict(
+            zip(
+                direct,
+                _score_many(sv, runs, [(ri, runs[ri].cand(runs[ri].paths[i])) for ri, i in direct]),
+                strict=True,
+            )
+        )
         if cfg.k and not last_round:
             scores.update(_lookahead(st, runs, rows_of, cfg, sv))
         keep: list[int] = []
@@ -221,8 +286,9 @@ def _execute_rounds(runs: list[_Run], backend: Any, cfg: SearchConfig, seed: int
     return st
 
 
-def _lookahead(st: Any, runs: list[_Run], rows_of: list[int], cfg: SearchConfig, sv: Any
-               ) -> dict[tuple[int, int], Scored]:
+def _lookahead(
+    st: SearchState, runs: list[_Run], rows_of: list[int], cfg: SearchConfig, sv: Verifier
+) -> dict[tuple[int, int], Scored]:
     """Roll every live row out k greedy steps on a copy of its cache rows; score the rollout."""
     live: list[tuple[int, int, int]] = []  # (run, local row, row in st)
     off = 0
@@ -252,34 +318,43 @@ def _lookahead(st: Any, runs: list[_Run], rows_of: list[int], cfg: SearchConfig,
             if not runs[ri].finished(probe, g.finish, g.token_ids):
                 still.append(j)
         going = still
-    items = [(ri, make_candidate(runs[ri].backend, runs[ri].problem,
-                                 runs[ri].paths[i].tokens + extra[j],
-                                 runs[ri].paths[i].logprobs + extra_lp[j]))
-             for j, (ri, i, _) in enumerate(live)]
+    items = [
+        (
+            ri,
+            make_candidate(
+                runs[ri].backend,
+                runs[ri].problem,
+                runs[ri].paths[i].tokens + extra[j],
+                runs[ri].paths[i].logprobs + extra_lp[j],
+            ),
+        )
+        for j, (ri, i, _) in enumerate(live)
+    ]
     scored = _score_many(sv, runs, items)
     return {(ri, i): s for (ri, i, _), s in zip(live, scored, strict=True)}
 
 
-def _search(strategy: str, problems: Sequence[Problem], backend: Any, verifier: Any,
-            config: Mapping[str, Any]) -> list[dict]:
-    cfg: SearchConfig = config_from(SearchConfig, config, strategy)
-    if strategy != "lookahead" and cfg.k:
-        raise ValueError(f"{strategy}: k (lookahead steps) only applies to 'lookahead'")
+def _search(
+    cfg: SearchConfig, problems: Sequence[Problem], backend: Backend, verifier: Verifiers
+) -> list[dict]:
+    strategy = cfg.strategy
     verifiers = verifier_list(verifier)
     if not verifiers:
         raise ValueError(f"{strategy} needs a verifier to guide the search")
     cfg_json = row_config(cfg, {"search_verifier": verifiers[0].verifier_id})
     # as many problems per batch as fit in the backend's batch size (at least one)
-    batch = getattr(getattr(backend, "config", None), "batch_size", cfg.n)
-    per = max(1, int(batch) // cfg.n)
+    per = max(1, backend.batch_size // cfg.n)
     rows: list[dict] = []
     for run in range(cfg.runs):
         for start in range(0, len(problems), per):
-            group = list(problems[start:start + per])
+            group = list(problems[start : start + per])
             t0 = time.perf_counter()
             runs = [_Run(p, backend, verifiers, cfg, strategy, run) for p in group]
-            seed = cfg.seed * 1_000_003 + run * 7919 + zlib.crc32(
-                "|".join(p.problem_id for p in group).encode())
+            seed = (
+                cfg.seed * 1_000_003
+                + run * 7919
+                + zlib.crc32("|".join(p.problem_id for p in group).encode())
+            )
             _execute(runs, backend, cfg, seed % (2**63 - 1))
             gen_wall = time.perf_counter() - t0 - sum(r.verifier_wall for r in runs)
             total_tokens = sum(r.gen_tokens for r in runs) or 1
@@ -289,8 +364,9 @@ def _search(strategy: str, problems: Sequence[Problem], backend: Any, verifier: 
     return rows
 
 
-def _rows(r: _Run, verifiers: list, strategy: str, cfg_json: str, run: int,
-          wall: float) -> list[dict]:
+def _rows(
+    r: _Run, verifiers: list[Verifier], strategy: str, cfg_json: str, run: int, wall: float
+) -> list[dict]:
     finals = r.finals
     cands = [r.cand(f.path) for f in finals]
     outcomes = [judge(r.grader, c) for c in cands]
@@ -310,24 +386,40 @@ def _rows(r: _Run, verifiers: list, strategy: str, cfg_json: str, run: int,
         vf = spread_float(v_flops, k)
         ws = spread_float(wall + v_wall, k)
         for i in range(k):
-            out.append(row(r.problem, strategy, cfg_json, run, i, outcomes[i], v.verifier_id,
-                           scored[i], v.agg, prompt_tokens=p_tok[i], gen_tokens=g_tok[i],
-                           gen_flops=g_flops[i], verifier_flops=vf[i], wall_s=ws[i]))
+            out.append(
+                row(
+                    r.problem,
+                    strategy,
+                    cfg_json,
+                    run,
+                    i,
+                    outcomes[i],
+                    v.verifier_id,
+                    scored[i],
+                    v.agg,
+                    prompt_tokens=p_tok[i],
+                    gen_tokens=g_tok[i],
+                    gen_flops=g_flops[i],
+                    verifier_flops=vf[i],
+                    wall_s=ws[i],
+                )
+            )
     return out
 
 
-def beam(problems: Sequence[Problem], backend: Any, verifier: Any,
-         config: Mapping[str, Any]) -> list[dict]:
-    return _search("beam", problems, backend, verifier, config)
+def beam(
+    problems: Sequence[Problem], backend: Backend, verifier: Verifiers, config: Mapping[str, Any]
+) -> list[dict]:
+    return _search(config_from(BeamConfig, config, "beam"), problems, backend, verifier)
 
 
-def lookahead(problems: Sequence[Problem], backend: Any, verifier: Any,
-              config: Mapping[str, Any]) -> list[dict]:
-    if int(config.get("k", 0)) < 1:
-        raise ValueError("lookahead: k must be >= 1 (k = 0 is beam search)")
-    return _search("lookahead", problems, backend, verifier, config)
+def lookahead(
+    problems: Sequence[Problem], backend: Backend, verifier: Verifiers, config: Mapping[str, Any]
+) -> list[dict]:
+    return _search(config_from(LookaheadConfig, config, "lookahead"), problems, backend, verifier)
 
 
-def dvts(problems: Sequence[Problem], backend: Any, verifier: Any,
-         config: Mapping[str, Any]) -> list[dict]:
-    return _search("dvts", problems, backend, verifier, config)
+def dvts(
+    problems: Sequence[Problem], backend: Backend, verifier: Verifiers, config: Mapping[str, Any]
+) -> list[dict]:
+    return _search(config_from(DVTSConfig, config, "dvts"), problems, backend, verifier)

@@ -1,4 +1,5 @@
-"""Sweeps at scale: problem sets and graders, run configs, the checkpointed runner, the Ray executor.
+"""Sweeps at scale: problem sets, run configs (TOML keys and `ttc profile` flags from one
+declaration), the checkpointed runner, its units and the Ray executor.
 
 `run_sweep(load_config("run.toml"), "runs/x", resume=True)` is what `ttc profile` calls.
 """

@@ -1,11 +1,15 @@
-"""Run configuration of `ttc profile`: a TOML file (or the same as flags) parsed into frozen dataclasses.
+"""Run configuration of `ttc profile`: a TOML file (or the same as flags) as frozen dataclasses.
+
+Each key is declared once, as a dataclass field whose metadata holds its help text and its
+`ttc profile` flag (`profiling.sweep.flags` turns them into options); the TOML keys each table
+accepts are its dataclass's fields.
 
 Format (every key optional unless marked; see data/configs/*.toml)::
 
-    seed = 0                 # run seed; per-problem seeds derive from it (see runner.unit_seed)
+    seed = 0                 # run seed; per-problem seeds derive from it (units.unit_seed)
     shard_size = 8           # problems per checkpoint shard
     timing = true            # record wall_s; false writes NaN so tables are byte-identical
-    testbed = "quick"        # quick | default | paper | a directory: resolves "testbed:<model>" paths
+    testbed = "quick"        # quick | default | paper | a directory: resolves "testbed:<m>" paths
     executor = "local"       # local | ray
     workers = 2              # ray workers
     address = ""             # ray cluster address ("" = start a local cluster)
@@ -32,7 +36,8 @@ Format (every key optional unless marked; see data/configs/*.toml)::
     n = [4, 16]
     m = 4
 
-Unknown sections, keys or strategies raise `PlannerError` naming the file and listing what is known.
+Unknown sections, keys or strategies raise `PlannerError` naming the file and listing what is known
+(a strategy's keys are its config class's fields, `profiling.strategies.STRATEGIES`).
 """
 
 from __future__ import annotations
@@ -40,31 +45,68 @@ from __future__ import annotations
 import itertools
 import json
 import tomllib
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from planner.errors import PlannerError
+from planner.strategies import AGGS, CHAINS, SEARCH
+from profiling.strategies import STRATEGIES
 from profiling.sweep.datasets import DataSpec
+from profiling.verifiers import MODES, PRM_FORMATS
 
 EXECUTORS = ("local", "ray")
 VERIFIER_KINDS = ("prm", "likelihood", "self")
-TESTBED_SCALES = ("quick", "default", "paper")
 DTYPES = ("float32", "float16", "bfloat16")
+# Keys the sweep sets itself (never the user): per-problem seeds and the data set's grader.
+SWEEP_KEYS = ("seed", "grader")
 
 
 @dataclass(frozen=True)
-class ModelSpec:
-    """A causal LM loaded from a local directory (or `testbed:<name>`)."""
+class ModelConfig:
+    """A causal LM loaded from a local directory (or `testbed:<name>`): [model] and [reviser]."""
 
-    path: str
-    device: str = "cpu"
-    dtype: str = "float32"
-    batch_size: int = 64
-    step_delimiter: str = "\n"
-    template: str = "{prompt}"
-    trust_remote_code: bool = False
+    path: str = field(
+        metadata={"flag": "--model", "help": "Policy model directory (or testbed:policy)."}
+    )
+    device: str = field(
+        default="cpu",
+        metadata={
+            "flag": "--device",
+            "every_model": True,
+            "help": "cpu, cuda, cuda:1, mps (moves the reviser too).",
+        },
+    )
+    dtype: str = field(
+        default="float32",
+        metadata={"flag": "--dtype", "choices": DTYPES, "help": "Weights and activations dtype."},
+    )
+    batch_size: int = field(
+        default=64,
+        metadata={"flag": "--batch-size", "help": "Rows per forward batch of the policy."},
+    )
+    step_delimiter: str = field(
+        default="\n",
+        metadata={
+            "flag": "--step-delimiter",
+            "help": "Text that ends a solution step (search, verifiers).",
+        },
+    )
+    template: str = field(
+        default="{prompt}",
+        metadata={
+            "flag": "--template",
+            "help": "Prompt template with {prompt} (verifiers default to it).",
+        },
+    )
+    trust_remote_code: bool = field(
+        default=False,
+        metadata={
+            "flag": "--trust-remote-code",
+            "help": "Let transformers run the model folder's code.",
+        },
+    )
 
     def __post_init__(self) -> None:
         if not self.path:
@@ -81,41 +123,57 @@ class ModelSpec:
             raise ValueError("model.step_delimiter must not be empty")
 
 
+def _doc(text: str) -> dict[str, str]:
+    """Field metadata of a key set in a table of its own (no flag): its help text."""
+    return {"help": text}
+
+
 @dataclass(frozen=True)
 class VerifierSpec:
-    """One scorer: a PRM (tag or token-classification), a local LM's likelihood, or self-likelihood."""
+    """One scorer ([[verifiers]], or `--verifier KIND:k=v,...`): a PRM (tag or
+    token-classification), a local LM's likelihood, or self-likelihood."""
 
-    kind: str
-    path: str | None = None
-    name: str | None = None
-    agg: str = "last"
-    mode: str = "process"
-    stat: str = "mean"
-    # PRM format: step_tag (Math-Shepherd), rlhflow (chat turns) or token_class; None = from the
-    # model's verifier.json, else from its architecture.
-    format: str | None = None
-    step_tag: str | None = None
-    good_token: str | None = None
-    bad_token: str | None = None
-    separator: str | None = None
-    template: str | None = None
-    batch_size: int = 16
+    kind: str = field(metadata=_doc("prm | likelihood | self."))
+    path: str | None = field(default=None, metadata=_doc("Model directory (or testbed:<name>)."))
+    name: str | None = field(default=None, metadata=_doc("Name in the verifier id."))
+    agg: str = field(default="last", metadata=_doc("Step aggregation: last | min | prod | mean."))
+    mode: str = field(default="process", metadata=_doc("process (every step) | outcome."))
+    stat: str = field(default="mean", metadata=_doc("Likelihood of a step: mean | min log-prob."))
+    format: str | None = field(
+        default=None,
+        metadata=_doc(
+            "PRM format: step_tag (Math-Shepherd), rlhflow (chat turns) or token_class; default: "
+            "the model's verifier.json, else its architecture."
+        ),
+    )
+    step_tag: str | None = field(default=None, metadata=_doc("step_tag PRM: the step tag."))
+    good_token: str | None = field(default=None, metadata=_doc("PRM: the 'good' label token."))
+    bad_token: str | None = field(default=None, metadata=_doc("PRM: the 'bad' label token."))
+    separator: str | None = field(default=None, metadata=_doc("PRM: text between steps."))
+    template: str | None = field(
+        default=None, metadata=_doc("Prompt template with {prompt} (default: the model's).")
+    )
+    batch_size: int = field(default=16, metadata=_doc("Sequences per scoring batch."))
 
     def __post_init__(self) -> None:
         if self.kind not in VERIFIER_KINDS:
-            raise ValueError(f"verifiers.kind must be one of {', '.join(VERIFIER_KINDS)}, got {self.kind!r}")
+            raise ValueError(
+                f"verifiers.kind must be one of {', '.join(VERIFIER_KINDS)}, got {self.kind!r}"
+            )
         if self.kind != "self" and not self.path:
             raise ValueError(f"a {self.kind} verifier needs a path")
-        if self.agg not in ("last", "min", "prod", "mean"):
+        if self.agg not in AGGS:
             raise ValueError(f"verifiers.agg must be last, min, prod or mean, got {self.agg!r}")
-        if self.mode not in ("process", "outcome"):
+        if self.mode not in MODES:
             raise ValueError(f"verifiers.mode must be process or outcome, got {self.mode!r}")
         if self.stat not in ("mean", "min"):
             raise ValueError(f"verifiers.stat must be mean or min, got {self.stat!r}")
         if self.batch_size < 1:
             raise ValueError(f"verifiers.batch_size must be >= 1, got {self.batch_size}")
-        if self.format is not None and self.format not in ("step_tag", "rlhflow", "token_class"):
-            raise ValueError(f"verifiers.format must be step_tag, rlhflow or token_class, got {self.format!r}")
+        if self.format is not None and self.format not in PRM_FORMATS:
+            raise ValueError(
+                f"verifiers.format must be step_tag, rlhflow or token_class, got {self.format!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -136,19 +194,70 @@ class StrategySpec:
 
 @dataclass(frozen=True)
 class RunConfig:
-    model: ModelSpec
-    strategies: tuple[StrategySpec, ...]
-    data: DataSpec = field(default_factory=DataSpec)
-    verifiers: tuple[VerifierSpec, ...] = ()
-    reviser: ModelSpec | None = None
-    seed: int = 0
-    shard_size: int = 8
-    timing: bool = True
-    testbed: str | None = None
-    executor: str = "local"
-    workers: int = 2
-    address: str | None = None
-    threads: int = 1
+    """A whole run. [model] and [data] are tables whose keys each have a flag of their own."""
+
+    model: ModelConfig = field(metadata=_doc("The policy ([model])."))
+    strategies: tuple[StrategySpec, ...] = field(
+        metadata={
+            "flag": "--strategy",
+            "help": "NAME[:k=v,...]; v1|v2 sweeps a key. Repeatable; replaces "
+            "the config's strategies.",
+        }
+    )
+    data: DataSpec = field(default_factory=DataSpec, metadata=_doc("The problems ([data])."))
+    verifiers: tuple[VerifierSpec, ...] = field(
+        default=(),
+        metadata={
+            "flag": "--verifier",
+            "help": "KIND[:k=v,...] with KIND prm|likelihood|self (e.g. prm:path=DIR); keys as in "
+            "[[verifiers]]. Repeatable; replaces the config's verifiers.",
+        },
+    )
+    reviser: ModelConfig | None = field(
+        default=None,
+        metadata={
+            "flag": "--reviser",
+            "key": "path",
+            "help": "Reviser model directory (for the revisions strategy).",
+        },
+    )
+    seed: int = field(
+        default=0,
+        metadata={"flag": "--seed", "help": "Run seed (per-problem seeds derive from it)."},
+    )
+    shard_size: int = field(
+        default=8, metadata={"flag": "--shard-size", "help": "Problems per checkpoint shard."}
+    )
+    timing: bool = field(
+        default=True,
+        metadata={"flag": "--timing", "help": "Record wall seconds (off: byte-identical tables)."},
+    )
+    testbed: str | None = field(
+        default=None,
+        metadata={
+            "flag": "--testbed",
+            "help": "quick | default | paper | DIR: resolves testbed:<name> paths.",
+        },
+    )
+    executor: str = field(
+        default="local",
+        metadata={"flag": "--executor", "choices": EXECUTORS, "help": "Where units run."},
+    )
+    workers: int = field(
+        default=2,
+        metadata={"flag": "--workers", "help": "Ray workers (each loads the models once)."},
+    )
+    address: str | None = field(
+        default=None,
+        metadata={
+            "flag": "--address",
+            "help": "Ray cluster address (default: start a local cluster).",
+        },
+    )
+    threads: int = field(
+        default=1,
+        metadata={"flag": "--threads", "help": "torch CPU threads per worker (default 1)."},
+    )
 
     def __post_init__(self) -> None:
         if self.threads < 1:
@@ -160,14 +269,22 @@ class RunConfig:
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
         if self.executor not in EXECUTORS:
-            raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
+            raise ValueError(
+                f"executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}"
+            )
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
         keys = [s.key for s in self.strategies]
         dup = next((k for k in keys if keys.count(k) > 1), None)
         if dup:
             raise ValueError(f"strategy config listed twice: {dup}")
-        if any(s.name == "revisions" for s in self.strategies) and self.reviser is None:
+        unknown = sorted({s.name for s in self.strategies} - set(STRATEGIES))
+        if unknown:
+            raise ValueError(
+                f"unknown strategy {unknown[0]!r} (known: {', '.join(sorted(STRATEGIES))})"
+            )
+        # chains are sampled by the reviser model
+        if self.reviser is None and any(STRATEGIES[s.name].kind == CHAINS for s in self.strategies):
             raise ValueError("the revisions strategy needs a [reviser] model")
         ids = [v.name or "" for v in self.verifiers if v.name]
         if len(set(ids)) != len(ids):
@@ -175,8 +292,6 @@ class RunConfig:
 
     def fingerprint(self) -> dict[str, Any]:
         """What decides the samples (not how they are executed): checkpoints must match it."""
-        from dataclasses import asdict
-
         d = asdict(self)
         for k in ("executor", "workers", "address", "shard_size", "threads"):
             d.pop(k)
@@ -184,27 +299,46 @@ class RunConfig:
         return d
 
 
+# The top-level keys of a run config: RunConfig's fields; all but these tables are scalars.
+TOP_KEYS = tuple(f.name for f in fields(RunConfig))
+TABLES = ("model", "reviser", "data", "verifiers", "strategies")
+
+
 # ----------------------------------------------------------------------------------------------
-# Strategies: the keys each accepts come from the profiling registry (one source of truth).
+# Strategies: the keys each accepts are its config class's fields (one source of truth).
 
 
 def strategy_keys() -> dict[str, tuple[str, ...]]:
-    """Known strategy names and the config keys each accepts."""
-    from profiling.sweep._compat import strategy_keys as keys
+    """Known strategy names and the config keys a run config may set for each."""
+    return {
+        name: tuple(k for k in s.keys if k not in SWEEP_KEYS)
+        for name, s in sorted(STRATEGIES.items())
+    }
 
-    return keys()
+
+def check_strategy(spec: StrategySpec, n_verifiers: int) -> None:
+    """Build the strategy's config once, so a bad value fails before any model loads; and the
+    check a strategy makes at call time (a search needs a verifier to guide it)."""
+    entry = STRATEGIES[spec.name]
+    entry.config(**{**spec.config, "seed": 0})
+    if entry.kind == SEARCH and n_verifiers == 0:
+        raise ValueError(f"{spec.name} needs a verifier to guide the search (add [[verifiers]])")
 
 
 def expand_strategy(name: str, raw: Mapping[str, Any], where: str) -> list[StrategySpec]:
     """The grid of one [[strategies]] table: list values are swept, scalars are fixed."""
     known = strategy_keys()
     if name not in known:
-        raise PlannerError(f"{where}: unknown strategy {name!r} (known: {', '.join(sorted(known))})")
+        raise PlannerError(
+            f"{where}: unknown strategy {name!r} (known: {', '.join(sorted(known))})"
+        )
     allowed = known[name]
     for k in raw:
         if k not in allowed:
-            raise PlannerError(f"{where}: unknown key {k!r} for strategy {name!r} "
-                               f"(known: {', '.join(sorted(allowed))})")
+            raise PlannerError(
+                f"{where}: unknown key {k!r} for strategy {name!r} "
+                f"(known: {', '.join(sorted(allowed))})"
+            )
     axes = []
     for k in sorted(raw):
         v = raw[k]
@@ -213,8 +347,10 @@ def expand_strategy(name: str, raw: Mapping[str, Any], where: str) -> list[Strat
             raise PlannerError(f"{where}: key {k!r} of strategy {name!r} has an empty list")
         for x in values:
             if isinstance(x, dict | list):
-                raise PlannerError(f"{where}: key {k!r} of strategy {name!r}: values must be "
-                                   f"numbers, strings or booleans, got {x!r}")
+                raise PlannerError(
+                    f"{where}: key {k!r} of strategy {name!r}: values must be "
+                    f"numbers, strings or booleans, got {x!r}"
+                )
         axes.append([(k, x) for x in values])
     return [StrategySpec(name, tuple(combo)) for combo in itertools.product(*axes)]
 
@@ -234,16 +370,14 @@ def _build(cls: type, raw: Mapping[str, Any], section: str, where: str) -> Any:
     kwargs = {}
     for k, v in raw.items():
         if k not in allowed:
-            raise PlannerError(f"{where}: unknown key {k!r} in [{section}] (known: {', '.join(sorted(allowed))})")
+            raise PlannerError(
+                f"{where}: unknown key {k!r} in [{section}] (known: {', '.join(sorted(allowed))})"
+            )
         kwargs[k] = tuple(v) if isinstance(v, list) else v
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
         raise PlannerError(f"{where}: [{section}]: {exc}") from None
-
-
-TOP_KEYS = ("seed", "shard_size", "timing", "testbed", "executor", "workers", "address", "threads",
-            "data", "model", "reviser", "verifiers", "strategies")
 
 
 def config_from_dict(raw: Mapping[str, Any], where: str = "<config>") -> RunConfig:
@@ -252,32 +386,40 @@ def config_from_dict(raw: Mapping[str, Any], where: str = "<config>") -> RunConf
         if k not in TOP_KEYS:
             raise PlannerError(f"{where}: unknown key {k!r} (known: {', '.join(sorted(TOP_KEYS))})")
     if "model" not in raw:
-        raise PlannerError(f"{where}: missing [model] section (the policy: path = \"DIR\")")
-    model = _build(ModelSpec, raw["model"], "model", where)
-    reviser = _build(ModelSpec, raw["reviser"], "reviser", where) if "reviser" in raw else None
+        raise PlannerError(f'{where}: missing [model] section (the policy: path = "DIR")')
+    model = _build(ModelConfig, raw["model"], "model", where)
+    reviser = _build(ModelConfig, raw["reviser"], "reviser", where) if "reviser" in raw else None
     data = _build(DataSpec, raw.get("data", {}), "data", where)
     vraw = raw.get("verifiers", [])
     if not isinstance(vraw, list):
         raise PlannerError(f"{where}: verifiers must be an array of tables ([[verifiers]])")
-    verifiers = tuple(_build(VerifierSpec, v, f"verifiers #{i + 1}", where) for i, v in enumerate(vraw))
+    verifiers = tuple(
+        _build(VerifierSpec, v, f"verifiers #{i + 1}", where) for i, v in enumerate(vraw)
+    )
     sraw = raw.get("strategies", [])
     if not isinstance(sraw, list) or not sraw:
         raise PlannerError(f"{where}: no strategies (add [[strategies]] tables with a name)")
     strategies: list[StrategySpec] = []
     for i, s in enumerate(sraw):
         if not isinstance(s, Mapping) or "name" not in s:
-            raise PlannerError(f"{where}: strategies #{i + 1} has no name "
-                               f"(known: {', '.join(sorted(strategy_keys()))})")
+            raise PlannerError(
+                f"{where}: strategies #{i + 1} has no name "
+                f"(known: {', '.join(sorted(strategy_keys()))})"
+            )
         params = {k: v for k, v in s.items() if k != "name"}
         strategies += expand_strategy(str(s["name"]), params, f"{where}: strategies #{i + 1}")
-    top = {k: raw[k] for k in ("seed", "shard_size", "timing", "testbed", "executor", "workers", "address",
-                               "threads")
-           if k in raw}
+    top = {k: raw[k] for k in TOP_KEYS if k in raw and k not in TABLES}
     if top.get("address") == "":
         top["address"] = None
     try:
-        return RunConfig(model=model, strategies=tuple(strategies), data=data, verifiers=verifiers,
-                         reviser=reviser, **top)
+        return RunConfig(
+            model=model,
+            strategies=tuple(strategies),
+            data=data,
+            verifiers=verifiers,
+            reviser=reviser,
+            **top,
+        )
     except (TypeError, ValueError) as exc:
         raise PlannerError(f"{where}: {exc}") from None
 
@@ -298,33 +440,3 @@ def read_toml(path: str | Path) -> dict[str, Any]:
 def load_config(path: str | Path) -> RunConfig:
     """Parse a run.toml into a RunConfig."""
     return config_from_dict(read_toml(path), str(Path(path)))
-
-
-def parse_strategy_flag(text: str) -> tuple[str, dict[str, Any]]:
-    """`beam:n=4|16,m=4` -> ("beam", {"n": [4, 16], "m": 4}); values are TOML scalars, `|` sweeps."""
-    name, _, rest = text.partition(":")
-    params: dict[str, Any] = {}
-    for item in filter(None, (x.strip() for x in rest.split(","))):
-        if "=" not in item:
-            raise PlannerError(f"--strategy {text!r}: expected key=value, got {item!r}")
-        k, v = (s.strip() for s in item.split("=", 1))
-        vals = [_scalar(x.strip()) for x in v.split("|")]
-        params[k] = vals if len(vals) > 1 else vals[0]
-    return name.strip(), params
-
-
-def _scalar(text: str) -> Any:
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text
-
-
-def parse_kv_list(items: Sequence[str], what: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items:
-        if "=" not in item:
-            raise PlannerError(f"{what}: expected key=value, got {item!r}")
-        k, v = item.split("=", 1)
-        out[k.strip()] = _scalar(v.strip())
-    return out

@@ -15,14 +15,14 @@ import json
 import os
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from planner.errors import PlannerError
-from planner.importer import read_jsonl
-from profiling.problems import Grader, Problem, TestbedGrader
-from profiling.sweep.grading import GRADERS, gsm8k_gold, last_boxed
+from planner.tables.importer import read_jsonl
+from profiling.grading import GRADERS, Grader, get_grader, gsm8k_gold, last_boxed
+from profiling.problems import Problem
 
 SOURCES = ("testbed", "math500", "math", "gsm8k", "jsonl")
 ANSWER_FORMATS = ("raw", "boxed", "gsm8k")
@@ -47,32 +47,97 @@ class DataSpec:
     """Which problems a sweep runs on.
 
     source: testbed | math500 | math | gsm8k | jsonl. `n` and `levels` pick testbed problems
-    (generated with `seed`, default the run's); file sources read `path` (default: the shared
+    (generated with `seed`, 0 unless set); file sources read `path` (default: the shared
     data folder). For `jsonl`, `*_field` map the file's fields and `answer_format` says how the
     gold answer is read from the answer field (raw text, last \\boxed{}, or GSM8K's `####`).
     Selection: shuffle (seeded by `shuffle_seed`) first, then skip `offset`, then keep `limit`.
     """
 
-    source: str = "testbed"
-    path: str | None = None
-    n: int = 200
-    levels: tuple[int, ...] | None = None
-    seed: int = 0
-    split: str = "test"
-    limit: int | None = None
-    offset: int = 0
-    shuffle: bool = False
-    shuffle_seed: int = 0
-    id_field: str | None = None
-    prompt_field: str = "problem"
-    answer_field: str = "answer"
-    level_field: str | None = None
-    answer_format: str = "raw"
-    grader: str | None = None
+    source: str = field(
+        default="testbed", metadata={"flag": "--data", "choices": SOURCES, "help": "Problem set."}
+    )
+    path: str | None = field(
+        default=None,
+        metadata={
+            "flag": "--data-path",
+            "help": "JSONL file (default for math500/math/gsm8k: ../shared/data).",
+        },
+    )
+    n: int = field(
+        default=200, metadata={"flag": "--n", "help": "Testbed: number of problems to generate."}
+    )
+    levels: tuple[int, ...] | None = field(
+        default=None,
+        metadata={
+            "flag": "--levels",
+            "help": "Testbed: difficulty levels to generate, e.g. 1,2,3.",
+        },
+    )
+    seed: int = field(
+        default=0,
+        metadata={"flag": "--data-seed", "help": "Testbed: seed of the generated problems."},
+    )
+    split: str = field(
+        default="test",
+        metadata={
+            "flag": "--split",
+            "choices": ("train", "test"),
+            "help": "gsm8k: which split file.",
+        },
+    )
+    limit: int | None = field(
+        default=None, metadata={"flag": "--limit", "help": "Keep at most this many problems."}
+    )
+    offset: int = field(
+        default=0, metadata={"flag": "--offset", "help": "Skip this many problems first."}
+    )
+    shuffle: bool = field(
+        default=False, metadata={"flag": "--shuffle", "help": "Seeded shuffle before offset/limit."}
+    )
+    shuffle_seed: int = field(
+        default=0, metadata={"flag": "--shuffle-seed", "help": "Seed of the shuffle."}
+    )
+    id_field: str | None = field(
+        default=None,
+        metadata={
+            "flag": "--id-field",
+            "help": "jsonl: field with the problem id (default: line index).",
+        },
+    )
+    prompt_field: str = field(
+        default="problem",
+        metadata={"flag": "--prompt-field", "help": "jsonl: field with the question."},
+    )
+    answer_field: str = field(
+        default="answer",
+        metadata={"flag": "--answer-field", "help": "jsonl: field with the gold answer."},
+    )
+    level_field: str | None = field(
+        default=None,
+        metadata={"flag": "--level-field", "help": "jsonl: field with a difficulty label."},
+    )
+    answer_format: str = field(
+        default="raw",
+        metadata={
+            "flag": "--answer-format",
+            "choices": ANSWER_FORMATS,
+            "help": "jsonl: read the gold answer as is, from the last \\boxed{}, or after ####.",
+        },
+    )
+    grader: str | None = field(
+        default=None,
+        metadata={
+            "flag": "--grader",
+            "choices": tuple(GRADERS),
+            "help": "Grader of the completions (default: the problem set's).",
+        },
+    )
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
-            raise ValueError(f"data.source must be one of {', '.join(SOURCES)}, got {self.source!r}")
+            raise ValueError(
+                f"data.source must be one of {', '.join(SOURCES)}, got {self.source!r}"
+            )
         if self.n < 1:
             raise ValueError(f"data.n must be >= 1, got {self.n}")
         if self.limit is not None and self.limit < 1:
@@ -80,11 +145,14 @@ class DataSpec:
         if self.offset < 0:
             raise ValueError(f"data.offset must be >= 0, got {self.offset}")
         if self.answer_format not in ANSWER_FORMATS:
-            raise ValueError(f"data.answer_format must be one of {', '.join(ANSWER_FORMATS)}, "
-                             f"got {self.answer_format!r}")
-        known = (*GRADERS, "testbed")
-        if self.grader is not None and self.grader not in known:
-            raise ValueError(f"data.grader must be one of {', '.join(known)}, got {self.grader!r}")
+            raise ValueError(
+                f"data.answer_format must be one of {', '.join(ANSWER_FORMATS)}, "
+                f"got {self.answer_format!r}"
+            )
+        if self.grader is not None and self.grader not in GRADERS:
+            raise ValueError(
+                f"data.grader must be one of {', '.join(GRADERS)}, got {self.grader!r}"
+            )
         if self.source == "jsonl" and not self.path:
             raise ValueError("data.source = 'jsonl' needs data.path")
         if self.levels is not None and (not self.levels or min(self.levels) < 1):
@@ -103,9 +171,13 @@ class ProblemSet:
     problems_sha256: str
 
     def metadata(self) -> dict[str, Any]:
-        return {"dataset_id": self.dataset_id, "dataset_sha256": self.source_sha256,
-                "problems_sha256": self.problems_sha256, "grader": self.grader_name,
-                "n_problems": len(self.problems)}
+        return {
+            "dataset_id": self.dataset_id,
+            "dataset_sha256": self.source_sha256,
+            "problems_sha256": self.problems_sha256,
+            "grader": self.grader_name,
+            "n_problems": len(self.problems),
+        }
 
 
 def problems_hash(problems: Sequence[Problem]) -> str:
@@ -120,7 +192,7 @@ def _select(problems: list[Problem], spec: DataSpec) -> list[Problem]:
     if spec.shuffle:
         # String seeds hash deterministically (no PYTHONHASHSEED dependence).
         random.Random(f"ttc-shuffle:{spec.shuffle_seed}").shuffle(problems)
-    out = problems[spec.offset:]
+    out = problems[spec.offset :]
     if spec.limit is not None:
         out = out[: spec.limit]
     return out
@@ -149,18 +221,31 @@ def _gold(path: Path, lineno: int, text: str, fmt: str, field: str) -> str:
     return got
 
 
-def _file_problems(path: Path, spec: DataSpec, *, id_field: str | None, prompt_field: str,
-                   answer_field: str, level_field: str | None, answer_format: str,
-                   id_prefix: str, level_fmt: Any = str) -> list[Problem]:
+def _file_problems(
+    path: Path,
+    spec: DataSpec,
+    *,
+    id_field: str | None,
+    prompt_field: str,
+    answer_field: str,
+    level_field: str | None,
+    answer_format: str,
+    id_prefix: str,
+    level_fmt: Any = str,
+) -> list[Problem]:
     problems: list[Problem] = []
     seen: dict[str, int] = {}
     for index, (lineno, row) in enumerate(read_jsonl(path, "problem file")):
         pid = _field(path, lineno, row, id_field) if id_field else f"{id_prefix}{index}"
         if pid in seen:
-            raise PlannerError(f"{path}: line {lineno}: duplicate problem id {pid!r} (first on line {seen[pid]})")
+            raise PlannerError(
+                f"{path}: line {lineno}: duplicate problem id {pid!r} (first on line {seen[pid]})"
+            )
         seen[pid] = lineno
         prompt = _field(path, lineno, row, prompt_field)
-        answer = _gold(path, lineno, _field(path, lineno, row, answer_field), answer_format, answer_field)
+        answer = _gold(
+            path, lineno, _field(path, lineno, row, answer_field), answer_format, answer_field
+        )
         level = None
         if level_field is not None and row.get(level_field) is not None:
             level = level_fmt(row[level_field])
@@ -189,7 +274,7 @@ def load_problems(spec: DataSpec) -> ProblemSet:
         levels = ",".join(map(str, spec.levels)) if spec.levels else "default"
         dataset_id = f"testbed(seed={spec.seed},n={n},levels={levels})"
         full_hash = problems_hash(items)
-        grader, grader_name = TestbedGrader(), "testbed"
+        grader_name = "testbed"
     else:
         if spec.path:
             path = Path(spec.path).expanduser()
@@ -198,35 +283,74 @@ def load_problems(spec: DataSpec) -> ProblemSet:
         else:  # pragma: no cover - DataSpec requires a path for jsonl
             raise PlannerError("data.path is required")
         if spec.source == "math500":
-            items = _file_problems(path, spec, id_field="unique_id", prompt_field="problem",
-                                   answer_field="answer", level_field="level", answer_format="raw",
-                                   id_prefix="", level_fmt=_math_level)
+            items = _file_problems(
+                path,
+                spec,
+                id_field="unique_id",
+                prompt_field="problem",
+                answer_field="answer",
+                level_field="level",
+                answer_format="raw",
+                id_prefix="",
+                level_fmt=_math_level,
+            )
             default_grader = "math"
         elif spec.source == "math":
-            items = _file_problems(path, spec, id_field=None, prompt_field="problem",
-                                   answer_field="solution", level_field="level", answer_format="boxed",
-                                   id_prefix="math-", level_fmt=_math_level)
+            items = _file_problems(
+                path,
+                spec,
+                id_field=None,
+                prompt_field="problem",
+                answer_field="solution",
+                level_field="level",
+                answer_format="boxed",
+                id_prefix="math-",
+                level_fmt=_math_level,
+            )
             default_grader = "math"
         elif spec.source == "gsm8k":
-            items = _file_problems(path, spec, id_field=None, prompt_field="question",
-                                   answer_field="answer", level_field=None, answer_format="gsm8k",
-                                   id_prefix=f"gsm8k-{spec.split}-")
+            items = _file_problems(
+                path,
+                spec,
+                id_field=None,
+                prompt_field="question",
+                answer_field="answer",
+                level_field=None,
+                answer_format="gsm8k",
+                id_prefix=f"gsm8k-{spec.split}-",
+            )
             default_grader = "gsm8k"
         else:
-            items = _file_problems(path, spec, id_field=spec.id_field, prompt_field=spec.prompt_field,
-                                   answer_field=spec.answer_field, level_field=spec.level_field,
-                                   answer_format=spec.answer_format, id_prefix=f"{path.stem}-")
-            default_grader = "gsm8k" if spec.answer_format == "gsm8k" else (
-                "math" if spec.answer_format == "boxed" else "string")
+            items = _file_problems(
+                path,
+                spec,
+                id_field=spec.id_field,
+                prompt_field=spec.prompt_field,
+                answer_field=spec.answer_field,
+                level_field=spec.level_field,
+                answer_format=spec.answer_format,
+                id_prefix=f"{path.stem}-",
+            )
+            default_grader = (
+                "gsm8k"
+                if spec.answer_format == "gsm8k"
+                else ("math" if spec.answer_format == "boxed" else "string")
+            )
         chosen = _select(list(items), spec)
         grader_name = spec.grader or default_grader
-        grader = TestbedGrader() if grader_name == "testbed" else GRADERS[grader_name]()
         h = hashlib.sha256(path.read_bytes()).hexdigest()
         full_hash = h
         dataset_id = spec.source if spec.source != "jsonl" else f"jsonl:{path.name}"
     if not chosen:
-        raise PlannerError(f"{dataset_id}: the selection is empty (offset {spec.offset}, "
-                           f"limit {spec.limit}, {len(items)} problems in the set)")
-    return ProblemSet(dataset_id=dataset_id, problems=tuple(chosen), grader=grader,
-                      grader_name=grader_name, source_sha256=full_hash,
-                      problems_sha256=problems_hash(chosen))
+        raise PlannerError(
+            f"{dataset_id}: the selection is empty (offset {spec.offset}, "
+            f"limit {spec.limit}, {len(items)} problems in the set)"
+        )
+    return ProblemSet(
+        dataset_id=dataset_id,
+        problems=tuple(chosen),
+        grader=get_grader(grader_name),
+        grader_name=grader_name,
+        source_sha256=full_hash,
+        problems_sha256=problems_hash(chosen),
+    )

@@ -9,12 +9,12 @@ seed, the tables equal the local executor's for the same seed.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Sequence
 from typing import Any
 
 from planner.errors import PlannerError
 from profiling.sweep.config import RunConfig
-from profiling.sweep.runner import Unit, UnitRunner
+from profiling.sweep.units import SaveUnit, Unit, UnitRunner
 
 
 class _Worker:
@@ -31,7 +31,8 @@ class _Worker:
 
 
 def _init_ray(cfg: RunConfig) -> bool:
-    """Connect to `cfg.address`, or start a local cluster sized for the workers; True if we started it."""
+    """Connect to `cfg.address`, or start a local cluster sized for the workers; True when this
+    call started it."""
     try:
         import ray
     except ImportError:
@@ -39,8 +40,11 @@ def _init_ray(cfg: RunConfig) -> bool:
     if ray.is_initialized():
         return False
     # Quiet, dashboard-free start: the local cluster lives only as long as this run.
-    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
-                              "configure_logging": False}
+    kwargs: dict[str, Any] = {
+        "include_dashboard": False,
+        "log_to_driver": False,
+        "configure_logging": False,
+    }
     # Workers import `profiling` from the driver's environment (an installed package), so no
     # runtime_env upload is needed.
     try:
@@ -49,13 +53,27 @@ def _init_ray(cfg: RunConfig) -> bool:
         else:
             ray.init(num_cpus=max(cfg.workers, 1), **kwargs)
     except Exception as exc:  # ray raises ConnectionError, RuntimeError, ValueError...
-        raise PlannerError(f"cannot start or reach the Ray cluster ({cfg.address or 'local'}): {exc}") from None
+        raise PlannerError(
+            f"cannot start or reach the Ray cluster ({cfg.address or 'local'}): {exc}"
+        ) from None
     return True
 
 
-def run_units_ray(cfg: RunConfig, grader: str, units: list[Unit],
-                  save: Callable[[Unit, list[dict], dict[str, Any]], None], bar: Any) -> dict[str, Any]:
-    """Run `units` on `cfg.workers` Ray actors; `save` is called on the driver as each finishes."""
+class RayExecutor:
+    """Runs units on `cfg.workers` Ray actors; `save` is called on the driver as each finishes.
+    Ray starts (and the actors load the models) when `run` is called."""
+
+    def __init__(self, cfg: RunConfig, grader: str) -> None:
+        self.cfg = cfg
+        self.grader = grader
+
+    def run(self, units: Sequence[Unit], save: SaveUnit, bar: Any) -> dict[str, Any]:
+        return _run_units_ray(self.cfg, self.grader, list(units), save, bar)
+
+
+def _run_units_ray(
+    cfg: RunConfig, grader: str, units: list[Unit], save: SaveUnit, bar: Any
+) -> dict[str, Any]:
     import ray
 
     started = _init_ray(cfg)

@@ -1,0 +1,35 @@
+"""Saving and loading the testbed's models in Hugging Face format (weights and tokenizer)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from transformers import AutoModelForCausalLM, PreTrainedModel
+from transformers.utils import logging as hf_logging
+
+from models.testbed.tokenizer import build_tokenizer
+
+
+def save_model(model: PreTrainedModel, out: Path) -> None:
+    """Write the model and the testbed's tokenizer to `out` (loadable with `from_pretrained`)."""
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    build_tokenizer().save_pretrained(out)
+
+
+def load_hf_model(path: Path) -> PreTrainedModel:
+    """`AutoModelForCausalLM.from_pretrained` in eval mode, without its per-load progress bar."""
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path)
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
+    model.eval()
+    return model
+
+
+def load_model(stage_dir: Path) -> PreTrainedModel:
+    """The model a finished stage wrote (``stage_dir/model``)."""
+    return load_hf_model(stage_dir / "model")
