@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from planner.costs.hardware import hardware_from_json, load_hardware
 from planner.costs.modelspec import read_hf_config
-from planner.costs.roofline import Workload, simulate
+from planner.costs.simulator import Workload, simulate
 
 SCORE_BATCH = 16  # LikelihoodVerifier's default batch_size: sequences per scoring call
 
@@ -149,12 +149,12 @@ def predict_revisions(rows: list[dict], batch_size: int, spec: Any, hw: Any) -> 
 def step_lengths(
     backend: Any, problems: list, n: int, max_new_tokens: int = 256, max_step_tokens: int = 128
 ) -> tuple[list[int], float]:
-    """(tokens per search step, search rounds per verifier step) of the policy: sample n
-    solutions per problem (a separate sampling run, seed 7; tokens, not timings), split them
-    into steps, and keep the steps a search would decode: a search path ends at the first step
-    with an extractable answer, and a step stops at `max_step_tokens` (profiling/strategies/search.py defaults). The empirical
-    distribution whose expected maximum over the active rows gives a lock-step round's decode
-    steps. A line longer than `max_step_tokens` takes several rounds but is one verifier step
+    """(tokens per search step, search rounds per verifier step) of the policy: sample n solutions
+    per problem (a separate sampling run, seed 7; tokens, not timings), split them into steps, and
+    keep the steps a search would decode: a search path ends at the first step with an extractable
+    answer, and a step stops at `max_step_tokens` (profiling/strategies/search.py defaults). The
+    empirical distribution whose expected maximum over the active rows gives a lock-step round's
+    decode steps. A line longer than `max_step_tokens` takes several rounds but is one verifier step
     (one step score): the second value converts step scores to rounds.
     """
     from profiling.strategies.common import grader_for
@@ -326,22 +326,24 @@ def main() -> None:
             "calibration",
         )
         print(
-            f"calibrated in {time.perf_counter() - t0:.1f}s: {hw.peak_flops_per_s / 1e9:.1f} GFLOP/s, "
-            f"{hw.hbm_bytes_per_s / 1e9:.2f} GB/s, step {hw.step_overhead_s * 1e3:.3f} ms + "
-            f"{hw.layer_overhead_s * 1e3:.3f} ms/layer + {hw.seq_overhead_s * 1e3:.4f} ms/row, "
+            f"calibrated in {time.perf_counter() - t0:.1f}s: {hw.peak_flops_per_s / 1e9:.1f} "
+            f"GFLOP/s, {hw.hbm_bytes_per_s / 1e9:.2f} GB/s, step {hw.step_overhead_s * 1e3:.3f} ms "
+            f"+ {hw.layer_overhead_s * 1e3:.3f} ms/layer + {hw.seq_overhead_s * 1e3:.4f} ms/row, "
             f"{hw.token_overhead_s * 1e6:.2f} us/token/layer (prefill), attention "
-            f"{hw.attn_overhead_s * 1e9:.1f} ns (decode), {hw.prefill_attn_overhead_s * 1e9:.1f} ns (prefill) "
-            f"per score per layer"
+            f"{hw.attn_overhead_s * 1e9:.1f} ns (decode), {hw.prefill_attn_overhead_s * 1e9:.1f} "
+            "ns (prefill) per score per layer"
         )
     spec = read_hf_config(policy_dir)
     if reviser_dir:
         rs = read_hf_config(reviser_dir)
         print(
-            f"reviser {reviser_dir} : {rs.n_params:.0f} params, {rs.n_layers} layers, hidden {rs.hidden_size}"
+            f"reviser {reviser_dir} : {rs.n_params:.0f} params, {rs.n_layers} layers, "
+            f"hidden {rs.hidden_size}"
         )
     print(
         f"policy {policy_dir} : {spec.n_params:.0f} params, {spec.n_layers} layers, "
-        f"hidden {spec.hidden_size}, {spec.bytes_per_param:g} bytes/param; torch threads {args.threads}"
+        f"hidden {spec.hidden_size}, {spec.bytes_per_param:g} bytes/param; "
+        f"torch threads {args.threads}"
     )
     backend = TransformersBackend.load(policy_dir, batch_size=args.batch_size)
     verifier = LikelihoodVerifier(
@@ -402,9 +404,9 @@ def main() -> None:
                 if not step_len:
                     step_len, rounds_per_step = step_lengths(backend, problems, cfg["n"])
                     print(
-                        f"step lengths: mean {statistics.mean(step_len):.1f}, max {max(step_len)} tokens "
-                        f"({len(step_len)} steps, {rounds_per_step:.2f} rounds per verifier step; "
-                        "separate sampling run)"
+                        f"step lengths: mean {statistics.mean(step_len):.1f}, max {max(step_len)} "
+                        f"tokens ({len(step_len)} steps, {rounds_per_step:.2f} rounds per verifier "
+                        "step; separate sampling run)"
                     )
                 pred = predict_search(
                     rows, cfg, strat, args.batch_size, spec, hw, step_len, rounds_per_step
@@ -413,8 +415,9 @@ def main() -> None:
             err = (pred - measured) / measured
             results.append((strat, cfg, measured, pred, err, toks))
             print(
-                f"{strat:<10} {cfg!s:<30} wall {min(walls):7.3f}s  measured {measured:8.3f}s  predicted {pred:8.3f}s  "
-                f"error {100 * err:+6.1f}%  (repeats spread {100 * spread:.0f}%; {toks} tokens; step overhead "
+                f"{strat:<10} {cfg!s:<30} wall {min(walls):7.3f}s  measured {measured:8.3f}s  "
+                f"predicted {pred:8.3f}s  error {100 * err:+6.1f}%  (repeats spread "
+                f"{100 * spread:.0f}%; {toks} tokens; step overhead "
                 f"{1e3 * (hw.step_overhead_s + spec.n_layers * hw.layer_overhead_s):.2f} ms)",
                 flush=True,
             )

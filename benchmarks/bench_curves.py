@@ -2,8 +2,8 @@
 
 Prints (1) the wall time of `profile_from_samples` for all budgets (target <= 1 s), and (2) the
 standard deviation, across 20 seeds, of the mean accuracy estimated by our all-subsets estimators
-against prefix subsampling (the first k of one random order, as search-and-learn reads its
-curves), on the same pools (target ratio <= 0.3). Run: `.venv/bin/python benchmarks/bench_curves.py`.
+against prefix subsampling (the first k of one random order, as search-and-learn reads its curves),
+on the same pools (target ratio <= 0.3). Run: `.venv/bin/python benchmarks/bench_curves.py`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import time
 import numpy as np
 import pandas as pd
 
-from planner.estimate.curves import CurveOptions, profile_from_samples
+from planner.estimate.curves import profile_from_samples
+from planner.estimate.pools import CurveOptions
 from planner.estimate.votes import answer_classes, resolve_votes
 from planner.tables import canonical_config
 
@@ -85,8 +86,9 @@ def main() -> None:
     ours(df, 0)  # warm-up
     _, dt = ours(df, 0)
     print(
-        f"profile_from_samples: {P} problems x n={N}, budgets {budgets}, coverage + best + majority + "
-        f"weighted majority ({CurveOptions().mc_samples} Monte Carlo subsets where not exact):"
+        f"profile_from_samples: {P} problems x n={N}, budgets {budgets}, coverage + best + "
+        f"majority + weighted majority ({CurveOptions().mc_samples} Monte Carlo "
+        "subsets where not exact):"
     )
     print(
         f"  wall {dt[0]:.2f} s, CPU {dt[1]:.2f} s (target <= 1 s); load average "
@@ -95,7 +97,8 @@ def main() -> None:
     runs_ours = [ours(df, s)[0] for s in range(SEEDS)]
     runs_prefix = [prefix_estimates(df, budgets, s) for s in range(SEEDS)]
     print(
-        f"\nstd of the mean accuracy across {SEEDS} seeds (ours / prefix subsampling; target ratio <= 0.3)"
+        f"\nstd of the mean accuracy across {SEEDS} seeds (ours / prefix subsampling; "
+        "target ratio <= 0.3)"
     )
     print(f"{'method':>10} {'k':>4} {'ours':>10} {'prefix':>10} {'ratio':>7}")
     worst = 0.0

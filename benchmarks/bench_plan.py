@@ -3,8 +3,8 @@
 Prints the wall and CPU time of the dense core of `ttc plan` (two-fold cross-fitted selection
 within 5 bins at 9 budgets, then the mean and 95% CI of the compute-optimal accuracy at each
 budget) and the peak resident memory. Targets: <= 5 s and <= 2 GB. Then, on the same data, the
-wall and CPU time of the promise estimator `ttc plan` runs after it (`planner.optimize.expect`: seeded
-10-fold splits repeated 5 times, and the K-fold estimate of each deployed choice with its
+wall and CPU time of the promise estimator `ttc plan` runs after it (`planner.optimize.expect`:
+seeded 10-fold splits repeated 5 times, and the K-fold estimate of each deployed choice with its
 1000-resample bootstrap interval, the plan's defaults); no target, its own line.
 Run: `.venv/bin/python benchmarks/bench_plan.py`.
 """
@@ -52,12 +52,13 @@ def main() -> None:
     tracemalloc.stop()
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     print(
-        f"selection: {P} problems x {C} configs x {B} budgets ({n_opt} options), {BINS} bins, 2 folds"
+        f"selection: {P} problems x {C} configs x {B} budgets ({n_opt} options), "
+        f"{BINS} bins, 2 folds"
     )
     print(
         f"wall {wall:.2f} s, CPU {cpu:.2f} s (target <= 5 s); peak RSS {peak_gb:.2f} GB "
-        f"(target <= 2 GB; input {acc.nbytes / 1024**3:.2f} GB, selection's own peak {work_gb:.2f} GB); "
-        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+        f"(target <= 2 GB; input {acc.nbytes / 1024**3:.2f} GB, selection's own peak {work_gb:.2f} "
+        f"GB); load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
     )
     for b, (m, lo, hi) in zip(budgets, cis, strict=True):
         print(f"  budget {b:5.0f}: compute-optimal accuracy {m:.4f} [{lo:.4f}, {hi:.4f}]")

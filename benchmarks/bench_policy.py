@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_policy.py              # decide throughput and latency
     .venv/bin/python benchmarks/bench_policy.py --report     # + predictor comparison (CV figures)
 
-Speed: a policy built from the synthetic samples of tests/test_policy_data.py (5 bins, 4 budgets,
+Speed: a policy built from the synthetic samples of tests/support/policy_data.py (5 bins, 4 budgets,
 ordinal predictor on six probe features); `decide_many` on batches (target >= 200k decisions/s)
 and the latency of one `decide` call.
 
@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "support"))
 
-from test_policy_data import built_policy_dirs, make_samples  # noqa: E402
+from policy_data import built_policy_dirs, make_samples  # noqa: E402
 
 from planner.policy import Policy  # noqa: E402
 
@@ -38,8 +38,8 @@ def bench_speed() -> None:
     pol = Policy.load(dirs["policy"])
     load_ms = 1e3 * (time.perf_counter() - t0)
     print(
-        f"policy: {len(pol.bins)} bins x {len(pol.budgets)} budgets, features {', '.join(pol.features)}; "
-        f"load + validate {load_ms:.1f} ms"
+        f"policy: {len(pol.bins)} bins x {len(pol.budgets)} budgets, features "
+        f"{', '.join(pol.features)}; load + validate {load_ms:.1f} ms"
     )
     rng = np.random.default_rng(0)
     k = pol.k
@@ -55,7 +55,8 @@ def bench_speed() -> None:
             _ = d.column("accuracy"), d.column("strategy")
             best = min(best, time.perf_counter() - t0)
         print(
-            f"decide_many n={n:>9,}: {n / best:>12,.0f} decisions/s (best of 3, {best * 1e3:.1f} ms)"
+            f"decide_many n={n:>9,}: {n / best:>12,.0f} decisions/s (best of 3, "
+            f"{best * 1e3:.1f} ms)"
         )
     s1, a1, t1 = scores[0], ["1", "1", "2", "1"][:k], [80.0] * k
     for _ in range(200):
@@ -68,16 +69,17 @@ def bench_speed() -> None:
     lat.sort()
     print(
         f"decide (one request): median {1e6 * statistics.median(lat):.1f} us, "
-        f"p90 {1e6 * lat[int(0.90 * len(lat))]:.1f} us, p99 {1e6 * lat[int(0.99 * len(lat))]:.1f} us "
-        "(the machine is shared: the tail is other processes)"
+        f"p90 {1e6 * lat[int(0.90 * len(lat))]:.1f} us, p99 {1e6 * lat[int(0.99 * len(lat))]:.1f} "
+        "us (the machine is shared: the tail is other processes)"
     )
 
 
 def _report_on(name: str, samples, k: int) -> None:
     from scipy.stats import spearmanr
 
-    from planner.estimate.curves import CurveOptions, profile_from_samples
+    from planner.estimate.curves import profile_from_samples
     from planner.estimate.difficulty import DifficultyPredictor, build_problems, predictor_folds
+    from planner.estimate.pools import CurveOptions
     from planner.estimate.probes import probe_cost, probe_features
     from planner.features import feature_columns
     from planner.optimize import PlanOptions, make_plan
@@ -156,7 +158,7 @@ def _report_on(name: str, samples, k: int) -> None:
 
 def report() -> None:
     _report_on(
-        "synthetic (tests/test_policy_data.py, 600 problems x 16)", make_samples(600, seed=1), 4
+        "synthetic (tests/support/policy_data.py, 600 problems x 16)", make_samples(600, seed=1), 4
     )
     src = ROOT.parent / "shared" / "data" / "samples" / "qwen25math_rm8" / "math_cot_100.jsonl"
     if src.exists():

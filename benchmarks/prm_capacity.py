@@ -153,10 +153,11 @@ def main(argv: list[str] | None = None) -> int:
     ev = eval_problems(args.seed, args.eval_per_level)
     # held-out: the evaluation questions, disjoint from the training stream by seed
     test_items = _labelled(policy, ev, 8, args.seed + 5, balanced=False)
+    n_labels = sum(len(it["labels"]) for it in train_items)
     print(
         f"labelled {len(train_items)} training solutions ({args.questions} questions) in "
         f"{time.perf_counter() - t0:.0f} s; mean step label "
-        f"{sum(y for it in train_items for y in it['labels']) / sum(len(it['labels']) for it in train_items):.3f}"
+        f"{sum(y for it in train_items for y in it['labels']) / n_labels:.3f}"
     )
 
     model = load_hf_model(tb / "large")
@@ -190,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
         a, n = fit.get(lv, (None, 0))
         b, m = held[lv]
         print(
-            f"{name:>5s} | {'-' if a is None else f'{a:.3f}':>6s} ({n:>5d}) | {'-' if b is None else f'{b:.3f}':>6s} ({m:>5d})"
+            f"{name:>5s} | {'-' if a is None else f'{a:.3f}':>6s} ({n:>5d}) | "
+            f"{'-' if b is None else f'{b:.3f}':>6s} ({m:>5d})"
         )
     return 0
 

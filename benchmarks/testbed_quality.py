@@ -29,13 +29,14 @@ def _f(x: object, width: int = 6) -> str:
 def _header(tb: Path, manifest: dict) -> None:
     m = manifest["models"]
     print(
-        f"\ntestbed {tb}  run {manifest['run_key']}  seed {manifest['seed']}  scale {manifest['scale']}"
-        f"{'  QUICK' if manifest['quick'] else ''}"
+        f"\ntestbed {tb}  run {manifest['run_key']}  seed {manifest['seed']}  scale "
+        f"{manifest['scale']}{'  QUICK' if manifest['quick'] else ''}"
     )
     print(
         f"policy {m['policy']['params']:,} params, large {m['large']['params']:,} "
-        f"({manifest['size_ratio_large_to_policy']}x), D_pretrain {m['policy']['d_pretrain_tokens']:,} tokens; "
-        f"training total {manifest['train_seconds_total']:.0f} s (stages {manifest['stage_seconds_total']:.0f} s)"
+        f"({manifest['size_ratio_large_to_policy']}x), D_pretrain "
+        f"{m['policy']['d_pretrain_tokens']:,} tokens; training total "
+        f"{manifest['train_seconds_total']:.0f} s (stages {manifest['stage_seconds_total']:.0f} s)"
     )
 
 
@@ -100,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         _header(tb, manifest)
     print(
-        f"evaluation: {args.problems_per_level} questions/level, {n} samples each, k={k}, {took:.0f} s\n"
+        f"evaluation: {args.problems_per_level} questions/level, {n} samples each, "
+        f"k={k}, {took:.0f} s\n"
     )
 
     verifiers = [v for v in ("large_likelihood", "prm_last") if v in pol["levels"]["1"]]
@@ -111,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     for lv, f in pol["levels"].items():
         b = big["levels"][lv]
         cells = " | ".join(
-            f"{_f(f[v]['step_auroc_within_question_step'])} {_f(f[v]['solution_auroc_within_question'])}"
+            f"{_f(f[v]['step_auroc_within_question_step'])} "
+            f"{_f(f[v]['solution_auroc_within_question'])}"
             for v in verifiers
         )
         print(
@@ -120,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     print(
-        f"\nselection at k={k} (policy pool; mean over random k-subsets; diff = paired mean ± 95% CI)"
+        f"\nselection at k={k} (policy pool; mean over random k-subsets; diff = "
+        "paired mean ± 95% CI)"
     )
     print(
         "group/level | majority | "
@@ -143,8 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     rev = res.get("reviser")
     if rev:
         print(
-            f"\nreviser: accuracy by position in a chain of {rev['length']} (first attempt, then revisions), "
-            f"temperature {rev.get('temperature', 1.0)}"
+            f"\nreviser: accuracy by position in a chain of {rev['length']} (first attempt, then "
+            f"revisions), temperature {rev.get('temperature', 1.0)}"
         )
         for name, f in [
             *rev["groups"].items(),
@@ -153,13 +157,14 @@ def main(argv: list[str] | None = None) -> int:
             d = f.get("last_minus_first") or {"mean": f["last"] - f["first"], "ci95": float("nan")}
             m = f.get("m")
             sel = (
-                f"  chain majority@{m} {f[f'chain_majority@{m}']:.3f} vs parallel {f[f'parallel_majority@{m}']:.3f}"
+                f"  chain majority@{m} {f[f'chain_majority@{m}']:.3f} vs parallel "
+                f"{f[f'parallel_majority@{m}']:.3f}"
                 if m
                 else ""
             )
             print(
-                f"{name:>11s} | first {f['first']:.3f}  last {f['last']:.3f} ({d['mean']:+.3f} ± {d['ci95']:.3f})"
-                f"  by position {f['by_position']}{sel}"
+                f"{name:>11s} | first {f['first']:.3f}  last {f['last']:.3f} ({d['mean']:+.3f} ± "
+                f"{d['ci95']:.3f})  by position {f['by_position']}{sel}"
             )
 
     if rev:
@@ -167,8 +172,8 @@ def main(argv: list[str] | None = None) -> int:
         from models.testbed.reviser import context_effect
 
         print(
-            "\nreviser: accuracy with 4 of its own first attempts in context, by how many are right, "
-            "against no context on the same questions (paired, ± 95% CI)"
+            "\nreviser: accuracy with 4 of its own first attempts in context, by how many are "
+            "right, against no context on the same questions (paired, ± 95% CI)"
         )
         ctx = context_effect(
             load_hf_model(tb / "reviser"),
@@ -183,8 +188,8 @@ def main(argv: list[str] | None = None) -> int:
         res["reviser_context"] = ctx
         for g, f in ctx["groups"].items():
             cells = [
-                f"{k} right: {r['accuracy']:.3f} ({r['minus_none']['mean']:+.3f} ± {r['minus_none']['ci95']:.3f}, "
-                f"{r['questions']} q)"
+                f"{k} right: {r['accuracy']:.3f} ({r['minus_none']['mean']:+.3f} ± "
+                f"{r['minus_none']['ci95']:.3f}, {r['questions']} q)"
                 for k, r in f["by_right_in_context"].items()
                 if r["questions"] > 1
             ]
@@ -240,13 +245,15 @@ def main(argv: list[str] | None = None) -> int:
             m = groups[0]["m"]
             checks.append(
                 (
-                    f"reviser: answer picked in the chain (majority@{m}) above the first attempt on easy and medium",
+                    f"reviser: answer picked in the chain (majority@{m}) above the first "
+                    "attempt on easy and medium",
                     all(f[f"chain_majority@{m}"] > f["first"] for f in groups),
                 )
             )
             checks.append(
                 (
-                    f"reviser: chain majority@{m} >= parallel majority@{m} (same samples) on easy and medium",
+                    f"reviser: chain majority@{m} >= parallel majority@{m} (same "
+                    "samples) on easy and medium",
                     all(f[f"chain_majority@{m}"] >= f[f"parallel_majority@{m}"] for f in groups),
                 )
             )

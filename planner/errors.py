@@ -8,7 +8,8 @@ class PlannerError(Exception):
 
 
 class SchemaError(PlannerError):
-    """A table violates its contract. The message names the file, the column and the first bad row."""
+    """A table violates its contract. The message names the file, the column and the first bad
+    row."""
 
     def __init__(self, source: str, column: str | None, row: int | None, problem: str) -> None:
         where = source

@@ -135,8 +135,9 @@ def features_from_probes(
 
 
 # ------------------------------------------------------------------------------------------------
-# The predictor's arithmetic, shared by DifficultyPredictor (planner.estimate.difficulty) and the numpy-only
-# runtime (planner.policy.runtime), so a loaded policy decides exactly as the fitted estimator predicts.
+# The predictor's arithmetic, shared by DifficultyPredictor (planner.estimate.difficulty) and the
+# numpy-only runtime (planner.policy.runtime), so a loaded policy decides exactly as the fitted
+# estimator predicts.
 
 PREDICTOR_MODELS = ("ordinal", "multinomial")
 

@@ -1,18 +1,18 @@
 """Measure this machine for the cost simulator: matmul FLOP/s, memory bandwidth, forward overhead.
 
 `ttc calibrate` imports this module lazily (it needs torch). The result is a hardware profile in the
-data-file form of `planner.costs.hardware` (every value with how it was measured); its efficiencies are
-1.0 because the peaks are measured achievable rates, not datasheet numbers.
+data-file form of `planner.costs.hardware` (every value with how it was measured); its efficiencies
+are 1.0 because the peaks are measured achievable rates, not datasheet numbers.
 
 - peak_flops_per_s: best of `repeats` timings of `torch.mm` on two size×size matrices (2·size³
   FLOPs per call), the rate a large GEMM reaches.
 - hbm_bytes_per_s: best timing of a matrix-vector product over a `mbytes` MiB float32 matrix (bytes
   of the matrix per call): the weight-streaming pattern of a decode step at batch 1.
 - step_overhead_s, layer_overhead_s: a tiny Llama (hidden 32, so FLOPs and bytes are negligible)
-  decodes with the harness's own loop (`models.decoding.sample_batch`) at 1 and at 5 layers and at 1 and `rows` rows (32; the fidelity bench
-  passes its batch size); the differences give the per-layer and per-row overheads of eager
-  PyTorch (sampling, softmax, tiny matmuls), the rest is the fixed per-step overhead (cache
-  bookkeeping, Python).
+  decodes with the harness's own loop (`models.decoding.sample_batch`) at 1 and at 5 layers and
+  at 1 and `rows` rows (32; the fidelity bench passes its batch size); the differences give the
+  per-layer and per-row overheads of eager PyTorch (sampling, softmax, tiny matmuls), the rest is
+  the fixed per-step overhead (cache bookkeeping, Python).
 - attn_overhead_s: the same decode loop at `rows` rows with a 16- vs a 400-token prompt: the extra
   seconds per step per layer per cached token and row (masked attention over the cache).
 - token_overhead_s, prefill_attn_overhead_s: the harness's scoring forward
@@ -231,10 +231,14 @@ def _calibrate(
         mem = 8 * 1024**3
     nthreads = torch.get_num_threads()
     clock = "CPU time" if nthreads == 1 else "wall time"
-    how = f"measured by ttc calibrate (torch {torch.__version__}, {nthreads} threads, {clock}, best of {repeats})"
+    how = (
+        f"measured by ttc calibrate (torch {torch.__version__}, {nthreads} threads, {clock}, "
+        f"best of {repeats})"
+    )
     return {
         "name": name,
-        "description": f"this machine's CPU as measured by ttc calibrate ({os.cpu_count()} logical cores)",
+        "description": "this machine's CPU as measured by ttc calibrate "
+        f"({os.cpu_count()} logical cores)",
         "peak_flops_per_s": {"value": flops, "source": f"torch.mm {size}x{size} {dtype}; {how}"},
         "hbm_bytes_per_s": {
             "value": bw,

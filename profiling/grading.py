@@ -84,7 +84,8 @@ def gsm8k_gold(answer_field: str) -> str | None:
 
 
 def normalize_string(text: str) -> str:
-    """A conservative normal form for string comparison (the fallback when math-verify can't parse)."""
+    """A conservative normal form for string comparison (the fallback when math-verify can't
+    parse)."""
     s = text.strip()
     s = s.strip("$").strip()
     s = re.sub(r"\\(?:text|textbf|mathrm|mbox)\s*\{([^{}]*)\}", r"\1", s)
@@ -165,7 +166,8 @@ class MathGrader:
 
 @dataclass(frozen=True)
 class GSM8KGrader:
-    """GSM8K style: ``#### N``; else a boxed answer; else 'the answer is N'; else the last number."""
+    """GSM8K style: ``#### N``; else a boxed answer; else 'the answer is N'; else the last
+    number."""
 
     name: str = "gsm8k"
 
@@ -195,7 +197,8 @@ class GSM8KGrader:
 
 @dataclass(frozen=True)
 class StringGrader:
-    """Generic JSONL: the answer is the last line (or the last ``\\boxed{}``); math-verify then strings."""
+    """Generic JSONL: the answer is the last line (or the last ``\\boxed{}``); math-verify then
+    strings."""
 
     name: str = "string"
 

@@ -15,9 +15,13 @@ from __future__ import annotations
 
 import re
 import shlex
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import click
+import pytest
 from click.testing import CliRunner
 
 from planner.cli import main
@@ -29,16 +33,20 @@ QWEN = SHARED / "data" / "samples" / "qwen25math_rm8" / "math_cot_100.jsonl"
 # Examples that are parsed, not run, and why. Keys are prefixes of the example's command line.
 PARSE_ONLY: dict[str, str] = {
     "ttc demo --problems 400": "a long run by design (400 problems on the default testbed)",
-    "ttc demo --testbed runs/testbed-paper": "needs the paper-scale testbed (19 minutes of training)",
+    "ttc demo --testbed runs/testbed-paper": "needs the paper-scale testbed (19 min of training)",
     "ttc testbed train --out runs/testbed": "trains the default testbed (8 minutes)",
-    "ttc profile --config data/configs/math500.toml": "the full MATH-500 run on the default testbed",
+    "ttc profile --config data/configs/math500.toml": "MATH-500 in full on the default testbed",
     "ttc profile --model /models/qwen": "a user's checkpoint on a GPU",
     "ttc profile --config run.toml --out runs/big --executor ray": "needs a running Ray cluster",
     "ttc curves runs/math500": "reads the output of the MATH-500 run above",
+    "ttc plan runs/math500-profile": "reads the output of the MATH-500 run above",
+    "ttc profile --model models/qwen": "a user's checkpoint on a GPU",
 }
-# `ttc demo` alone trains the default testbed on a fresh machine; the README's first command
-# covers it, and tests/test_demo.py runs the same job on the quick testbed.
-PARSE_ONLY["ttc demo"] = "the full default demo (trains the default testbed on a fresh machine)"
+# Parsed, not run, when the example is exactly this line: `ttc demo` alone trains the default
+# testbed on a fresh machine (the README's first command); `ttc demo --quick ...` runs here.
+PARSE_ONLY_EXACT: dict[str, str] = {
+    "ttc demo": "the full default demo (trains the default testbed on a fresh machine)",
+}
 
 
 def _walk(group: click.Group, prefix: tuple[str, ...] = ()):
@@ -93,6 +101,8 @@ def _strip_comment(line: str) -> str:
 
 
 def _parse_only_reason(example: str) -> str | None:
+    if example in PARSE_ONLY_EXACT:
+        return PARSE_ONLY_EXACT[example]
     for prefix, reason in PARSE_ONLY.items():
         if example == prefix or example.startswith(prefix + " "):
             return reason
@@ -109,3 +119,62 @@ def _parse(example: str) -> None:
         assert sub is not None, example
         ctx = sub.make_context(name, list(rest), parent=ctx)
         cmd = sub
+
+
+def _ttc() -> str:
+    return str(Path(sys.executable).parent / "ttc")
+
+
+def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def workspace(quick_testbed: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory laid out as the examples expect: the shipped dump as `dump.jsonl`, the quick
+    testbed as `runs/testbed`, `data/` and `../shared` beside it. Every other input (runs/tb,
+    runs/tb-heldout, runs/tb-large-profile, ...) is made by an earlier example."""
+    base = tmp_path_factory.mktemp("examples")
+    (base / "shared").symlink_to(SHARED)
+    ws = base / "main"
+    (ws / "runs").mkdir(parents=True)
+    (ws / "data").symlink_to(ROOT / "data")
+    (ws / "runs" / "testbed").symlink_to(quick_testbed)
+    shutil.copyfile(QWEN, ws / "dump.jsonl")
+    return ws
+
+
+def _examples() -> list[str]:
+    # README first: it tells the story in order, so every later example finds its inputs.
+    seen: list[str] = []
+    for e in readme_examples() + help_examples():
+        if e not in seen:
+            seen.append(e)
+    return seen
+
+
+def test_examples_are_found() -> None:
+    examples = _examples()
+    assert len(examples) >= 30
+    assert any(e.startswith("ttc samples import") for e in help_examples())
+    assert any(e.startswith("ttc policy decide") for e in readme_examples())
+    stale = [p for p in PARSE_ONLY if not any(e == p or e.startswith(p + " ") for e in examples)]
+    assert not stale, f"PARSE_ONLY names examples that no longer exist: {stale}"
+
+
+@pytest.mark.slow
+def test_every_example_runs_as_written(workspace: Path) -> None:
+    failures = []
+    for example in _examples():
+        reason = _parse_only_reason(example)
+        if reason is not None:
+            try:
+                _parse(example)
+            except (click.ClickException, click.exceptions.Exit, AssertionError) as exc:
+                failures.append(f"{example}\n  does not parse: {exc}")
+            continue
+        res = _run([_ttc(), *shlex.split(example)[1:]], workspace)
+        if res.returncode != 0:
+            tail = (res.stderr or res.stdout).strip().splitlines()[-3:]
+            failures.append(f"{example}\n  exit {res.returncode}: {' / '.join(tail)}")
+    assert not failures, "examples that do not run as written:\n" + "\n".join(failures)

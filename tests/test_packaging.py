@@ -49,7 +49,8 @@ def _run(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh virtual environment with the wheel (built from the files git tracks or would track) and no extras."""
+    """A fresh virtual environment with the wheel (built from the files git tracks or would track)
+    and no extras."""
     base = tmp_path_factory.mktemp("wheel")
     src = base / "src"
     files = subprocess.run(

@@ -146,16 +146,16 @@ class TestbedSettings:
         # left the policy at .84 .41 .21 .07 on levels 1-4 (against .97 .74 .48 .33).
         s(self, "pretrain", TrainSpec(steps=2000, batch_size=16, lr=2e-3, warmup=50))
         # paper: the 13x model stalls at lr 2e-3 (loss .048 at the end, against .016 for the 4x
-        # model); at 1e-3 it reaches .018, and its pass@1 is above the policy at every level (.95 on level 2, .31 on
-        # level 8).
+        # model); at 1e-3 it reaches .018, and its pass@1 is above the policy at every level (.95 on
+        # level 2, .31 on level 8).
         s(
             self,
             "large_pretrain",
             self.pretrain if self.scale == "default" else replace(self.pretrain, lr=1e-3),
         )
         # PRM labels: the paper's 16 samples per question; up to 4 with a wrong answer and as many
-        # right ones are labelled, and rollouts stop at a dead prefix: 9.8k rollouts in 42 s for
-        # 775 solutions (2,000 of them dead-labelled lines), against 17.3k in 70 s for 640 random ones.
+        # right ones are labelled, and rollouts stop at a dead prefix: 9.8k rollouts in 42 s for 775
+        # solutions (2,000 of them dead-labelled lines), against 17.3k in 70 s for 640 random ones.
         s(
             self,
             "prm",
@@ -169,8 +169,9 @@ class TestbedSettings:
                 stop_dead=True,
             ),
         )
-        # 300 steps: the reviser must learn to solve after earlier attempts (the policy is pretrained
-        # on one example per row); at 150 steps it had not (loss .50, easy .67 -> .48 after revisions).
+        # 300 steps: the reviser must learn to solve after earlier attempts (the policy is
+        # pretrained on one example per row); at 150 steps it had not (loss .50, easy .67 -> .48
+        # after revisions).
         # Length-grouped batches: 103 s for the 300 steps against 194 s (half the padding gone).
         s(
             self,

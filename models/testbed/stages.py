@@ -1,6 +1,7 @@
-"""The stages of a testbed run. Each is `fn(settings, work_dir, stage_dir, dirs, progress) -> record`:
-it writes its model (if any) to ``stage_dir/model`` and may checkpoint into `work_dir`; `dirs` maps
-the names of finished stages to their directories."""
+"""The stages of a testbed run. Each is
+`fn(settings, work_dir, stage_dir, dirs, progress) -> record`: it writes its model (if any) to
+``stage_dir/model`` and may checkpoint into `work_dir`; `dirs` maps the names of finished stages to
+their directories."""
 
 from __future__ import annotations
 

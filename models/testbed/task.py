@@ -56,7 +56,8 @@ class TestbedProblem:
 
     @property
     def completion(self) -> str:
-        """The gold completion: step lines and the final answer line (what the policy is trained on)."""
+        """The gold completion: step lines and the final answer line (what the policy is trained
+        on)."""
         return self.solution + STEP_DELIMITER + ANSWER_FORMAT.format(answer=self.answer)
 
 

@@ -263,14 +263,15 @@ def build_manifest(settings: TestbedSettings, records: dict[str, dict]) -> dict:
             "step_tag": STEP_TAG,
             "good_token": GOOD_TOKEN,
             "bad_token": BAD_TOKEN,
-            "format": "prompt + line_1 + step_tag + '\\n' + ... + line_n + step_tag (every completion "
-            "line, the answer line included, is followed by the tag); score of line i = "
+            "format": "prompt + line_1 + step_tag + '\\n' + ... + line_n + step_tag (every "
+            "completion line, the answer line included, is followed by the tag); score of line i = "
             "softmax(logits[good, bad]) at its tag, P(good)",
             "labels": "Monte-Carlo rollouts of the policy from each step prefix; soft label = "
             "fraction reaching the right answer; BCE",
             "label_selection": "with wrong_per_question > 0: per question, up to that many sampled "
-            "solutions with a wrong final answer and as many with a right one; with stop_dead: after "
-            "a step no rollout finishes, later steps are labelled 0 without rollouts (OmegaPRM)",
+            "solutions with a wrong final answer and as many with a right one; with stop_dead: "
+            "after a step no rollout finishes, later steps are labelled 0 "
+            "without rollouts (OmegaPRM)",
             "init_from": "large",
         },
         "reviser": {
@@ -282,8 +283,8 @@ def build_manifest(settings: TestbedSettings, records: dict[str, dict]) -> dict:
             "training": _REVISER_TRAINING[records["reviser"].get("context", "wrong")],
         },
         "verifiers": {
-            "large_likelihood": "teacher-forced log-probs of the larger LM: per-line mean log-prob, "
-            "solution score = min over lines; weight exp(score)",
+            "large_likelihood": "teacher-forced log-probs of the larger LM: per-line mean "
+            "log-prob, solution score = min over lines; weight exp(score)",
             "prm": "last-line PRM score (P(good) at the last tag)",
         },
         "train_seconds_total": round(total_train, 2),
@@ -293,15 +294,15 @@ def build_manifest(settings: TestbedSettings, records: dict[str, dict]) -> dict:
 
 
 _REVISER_TRAINING = {
-    "wrong": "0-4 of the policy's incorrect attempts in context, the last one the closest to the target by "
-    "edit distance, then a correct attempt (as the paper). Departure: a question whose attempts are all "
-    "correct gives, half the time, one correct attempt in context before another (chains hold correct "
-    "attempts at test time); with probability keep_share questions with incorrect attempts do too; "
-    "replay of packed pretraining rows",
-    "sampled": "Departure from the paper: 0-4 of the policy's attempts in context as sampled, right or "
-    "wrong, then another right attempt (the gold solution when none is right); the paper puts only "
-    "incorrect attempts in context, which teaches that whatever is in context is wrong, while a "
-    "test-time chain holds right attempts too. Replay of packed pretraining rows",
+    "wrong": "0-4 of the policy's incorrect attempts in context, the last one the closest to the "
+    "target by edit distance, then a correct attempt (as the paper). Departure: a question whose "
+    "attempts are all correct gives, half the time, one correct attempt in context before another "
+    "(chains hold correct attempts at test time); with probability keep_share questions with "
+    "incorrect attempts do too; replay of packed pretraining rows",
+    "sampled": "Departure from the paper: 0-4 of the policy's attempts in context as sampled, "
+    "right or wrong, then another right attempt (the gold solution when none is right); the paper "
+    "puts only incorrect attempts in context, which teaches that whatever is in context is wrong, "
+    "while a test-time chain holds right attempts too. Replay of packed pretraining rows",
 }
 
 
@@ -324,7 +325,8 @@ def _check_out(out: Path, run_key: str) -> dict | None:
         if existing.get("run_key") != run_key:
             raise PlannerError(
                 f"{out} holds another testbed run's models (run_key {existing.get('run_key')}, "
-                f"seed {existing.get('seed')}, scale {existing.get('scale')}, quick {existing.get('quick')}); "
+                f"seed {existing.get('seed')}, scale {existing.get('scale')}, quick "
+                f"{existing.get('quick')}); "
                 "choose an empty directory or remove it"
             )
         if all((out / d / "config.json").exists() for d in MODEL_DIRS):

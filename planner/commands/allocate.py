@@ -62,8 +62,9 @@ def allocate_cmd(
 
     \b
     Example:
-      ttc allocate runs/profile --metric generations --budget 16
-      ttc allocate runs/profile --metric usd --hardware h100-sxm --model llama-3.1-8b --slo-s 10 --json
+      ttc allocate runs/tb-profile --metric generations --budget 16
+      ttc allocate runs/tb-profile --metric usd --hardware h100-sxm --model llama-3.1-8b \\
+          --slo-s 10 --json
     """
     from planner.costs import load_model, option_serving_costs
     from planner.optimize import allocation_report, load_binned_profile
@@ -93,17 +94,20 @@ def allocate_cmd(
         for b in al["per_bin"]:
             click.echo(
                 f"  bin {b['bin']} ({100 * b['share']:.0f}%): {b['strategy']} "
-                f"{json.dumps(b['config'], sort_keys=True)} budget {b['budget']:g} -> {100 * b['accuracy']:.1f}%"
+                f"{json.dumps(b['config'], sort_keys=True)} budget {b['budget']:g} -> "
+                f"{100 * b['accuracy']:.1f}%"
             )
         if al.get("cross_fitted_accuracy") is not None:
             click.echo(
-                f"  cross-fitted (choose on one fold, score the other): {100 * al['cross_fitted_accuracy']:.1f}%"
+                "  cross-fitted (choose on one fold, score the other): "
+                f"{100 * al['cross_fitted_accuracy']:.1f}%"
             )
     click.echo("vs the paper's fixed budget per prompt, at equal mean cost:")
     for r in out["vs_fixed_budget"]:
         click.echo(
             f"  fixed {r['fixed_budget']:g}: {100 * r['fixed_accuracy']:.1f}% -> allocated "
-            f"{100 * r['allocated_accuracy']:.1f}% ({r['gain_points']:+.1f} pts) at mean cost {r['mean_cost']:.4g}"
+            f"{100 * r['allocated_accuracy']:.1f}% ({r['gain_points']:+.1f} pts) at mean cost "
+            f"{r['mean_cost']:.4g}"
         )
     click.echo(f"Pareto frontier: {len(out['frontier'])} points (--json lists them)")
 

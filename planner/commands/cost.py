@@ -113,8 +113,9 @@ def cost_cmd(
     \b
     Example:
       ttc cost --list-hardware
-      ttc cost --model llama-3.1-8b --hardware h100-sxm --budget 16 --prompt-tokens 300 --gen-tokens 400
-      ttc cost runs/profile --model llama-3.1-8b --hardware a100-80gb --slo-s 10 --json
+      ttc cost --model llama-3.1-8b --hardware h100-sxm --budget 16 --prompt-tokens 300 \\
+          --gen-tokens 400
+      ttc cost runs/tb-profile --model llama-3.1-8b --hardware a100-80gb --slo-s 10 --json
     """
     from planner.costs import (
         cost_report,
@@ -135,8 +136,9 @@ def cost_cmd(
             for n in names:
                 h = load_hardware(n)
                 click.echo(
-                    f"{n:<12} {h.peak_flops_per_s / 1e12:7.1f} TFLOP/s  {h.hbm_bytes_per_s / 1e12:5.2f} TB/s  "
-                    f"{h.hbm_bytes / 1e9:5.0f} GB  {h.usd_per_hour:5.2f} $/h"
+                    f"{n:<12} {h.peak_flops_per_s / 1e12:7.1f} TFLOP/s  "
+                    f"{h.hbm_bytes_per_s / 1e12:5.2f} TB/s  {h.hbm_bytes / 1e9:5.0f} GB  "
+                    f"{h.usd_per_hour:5.2f} $/h"
                 )
         return
     if model is None:
@@ -190,12 +192,14 @@ def cost_cmd(
         return
     click.echo(f"{spec.name} on {hw.name} ({hw.usd_per_hour:g} $/h per GPU)")
     click.echo(
-        f"{'strategy':<10} {'budget':>6} {'latency s':>10} {'GPU-s/q':>10} {'$/1k q':>9} {'q/s/GPU':>9} {'batch':>5} {'gpus':>4}  slo  config"
+        f"{'strategy':<10} {'budget':>6} {'latency s':>10} {'GPU-s/q':>10} {'$/1k q':>9} "
+        f"{'q/s/GPU':>9} {'batch':>5} {'gpus':>4}  slo  config"
     )
     for r in out["rows"]:
         click.echo(
-            f"{r['strategy']:<10} {r['budget']:6g} {r['latency_s']:10.3g} {r['gpu_s_per_query']:10.3g} "
-            f"{r['usd_per_1k_queries']:9.3g} {r['queries_per_s_per_gpu']:9.3g} {r['batch']:5d} {r['n_gpus']:4d}  "
+            f"{r['strategy']:<10} {r['budget']:6g} {r['latency_s']:10.3g} "
+            f"{r['gpu_s_per_query']:10.3g} {r['usd_per_1k_queries']:9.3g} "
+            f"{r['queries_per_s_per_gpu']:9.3g} {r['batch']:5d} {r['n_gpus']:4d}  "
             f"{'yes' if r['meets_slo'] else 'NO ':<4} {json.dumps(r['config'], sort_keys=True)}"
         )
 
@@ -266,9 +270,10 @@ def calibrate_cmd(
 
     \b
     Example:
-      ttc calibrate --out runs/this-cpu.json
-      ttc calibrate --out runs/this-cpu.json --model-dir runs/testbed/policy --rows 64 --threads 1
-      ttc cost --hardware runs/this-cpu.json --model models/testbed/lm --budget 4 --prompt-tokens 40 --gen-tokens 60
+      ttc calibrate --out my-cpu.json
+      ttc calibrate --out my-cpu.json --model-dir runs/testbed/policy --rows 64 --threads 1
+      ttc cost --hardware my-cpu.json --model runs/testbed/policy --budget 4 \\
+          --prompt-tokens 40 --gen-tokens 60
     """
     if size < 16 or mbytes < 1 or repeats < 1:
         raise PlannerError("--size must be >= 16, --mbytes >= 1, --repeats >= 1")

@@ -78,7 +78,7 @@ def curves_cmd(
     \b
     Example:
       ttc curves runs/qwen --out runs/qwen-profile --budgets 1,2,4,8
-      ttc curves runs/testbed --out runs/testbed-profile --probe-k 4
+      ttc curves runs/tb --out runs/tb-profile --probe-k 4
     """
     from planner.estimate import CurveOptions, ProbeOptions, profile_samples
     from planner.tables import (

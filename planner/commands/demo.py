@@ -73,7 +73,7 @@ def demo_cmd(
     \b
     Examples:
       ttc demo
-      ttc demo --quick --problems 32 --out /tmp/demo
+      ttc demo --quick --problems 32 --out runs/demo
       ttc demo --problems 400            # more problems: tighter intervals, longer run
       ttc demo --testbed runs/testbed-paper
     """
@@ -120,7 +120,8 @@ def demo_cmd(
         shutil.rmtree(out / "samples")
         result = run_sweep(cfg, out / "samples", resume=True, progress=show)
     log(
-        f"      {result.samples} samples ({result.units_run} shards run, {result.units_resumed} reused)"
+        f"      {result.samples} samples ({result.units_run} shards run, "
+        f"{result.units_resumed} reused)"
     )
     ctx = click.get_current_context()
     log(f"[2/3] estimating accuracy-vs-budget curves -> {out / 'profile'}")

@@ -42,9 +42,9 @@ def render_summary(summary: dict) -> str:
             cells.append(
                 f"{'-':>18}"
                 if r is None
-                else f"{_fmt_pct(r['accuracy'])} [{100 * r['ci_lo']:4.1f},{100 * r['ci_hi']:5.1f}]".rjust(
-                    18
-                )
+                else (
+                    f"{_fmt_pct(r['accuracy'])} [{100 * r['ci_lo']:4.1f},{100 * r['ci_hi']:5.1f}]"
+                ).rjust(18)
             )
         e = entry["efficiency_multiple"]
         es = e if isinstance(e, str) or e is None else f"{e:.2f}x"
@@ -115,7 +115,8 @@ def render_summary(summary: dict) -> str:
     default=10,
     show_default=True,
     type=click.IntRange(min=2),
-    help="K of the repeated K-fold estimate of each deployed choice's accuracy (choices' expected_*).",
+    help="K of the repeated K-fold estimate of each deployed choice's accuracy "
+    "(choices' expected_*).",
 )
 @click.option(
     "--expect-repeats",
@@ -129,16 +130,17 @@ def render_summary(summary: dict) -> str:
     type=click.Choice(["kfold", "bootstrap"]),
     default="kfold",
     show_default=True,
-    help="Estimator of each deployed choice's accuracy: repeated K-fold cross-fitting, or the in-sample "
-    "accuracy minus a bootstrap estimate of the winner's curse (--select-rule best only).",
+    help="Estimator of each deployed choice's accuracy: repeated K-fold cross-fitting, or the "
+    "in-sample accuracy minus a bootstrap estimate of the winner's curse "
+    "(--select-rule best only).",
 )
 @click.option(
     "--select-rule",
     type=click.Choice(["best", "one-se"]),
     default="best",
     show_default=True,
-    help="How the deployed option of a bin is chosen: the most accurate, or the cheapest within one "
-    "paired standard error of it (more stable; the K-fold estimate uses the same rule).",
+    help="How the deployed option of a bin is chosen: the most accurate, or the cheapest within "
+    "one paired standard error of it (more stable; the K-fold estimate uses the same rule).",
 )
 @json_option
 @handle_errors
@@ -171,7 +173,7 @@ def plan_cmd(
     \b
     Example:
       ttc plan runs/qwen-profile --out runs/qwen-plan --bin-by level
-      ttc plan runs/testbed-profile --out runs/plan-flops --unit flops --json
+      ttc plan runs/tb-profile --out runs/tb-plan-flops --unit flops --json
     """
     from planner.optimize import PlanOptions, plan_tables, read_plan_inputs
     from planner.tables import (

@@ -20,7 +20,8 @@ def policy_group() -> None:
       ttc curves runs/tb --out runs/tb-profile --probe-k 4
       ttc plan runs/tb-profile --out runs/tb-plan --bin-by predicted
       ttc policy export runs/tb-plan --out policy.json
-      ttc policy decide policy.json --scores 0.31,0.77,0.5,0.9 --answers 3,3,4,3 --tokens 80,95,70,88 --budget 16
+      ttc policy decide policy.json --scores 0.31,0.77,0.5,0.9 --answers 3,3,4,3 \\
+          --tokens 80,95,70,88 --budget 16
     """
 
 
@@ -47,7 +48,8 @@ def _num(x: float) -> str:
 @json_option
 @handle_errors
 def export_cmd(plan_dir: str, out_file: str, budgets: str | None, as_json: bool) -> None:
-    """Write the policy of PLAN_DIR (a plan on predicted bins) as JSON, byte-identical for the same plan.
+    """Write the policy of PLAN_DIR (a plan on predicted bins) as JSON, byte-identical for the same
+    plan.
 
     \b
     Example:
@@ -74,7 +76,8 @@ def export_cmd(plan_dir: str, out_file: str, budgets: str | None, as_json: bool)
     else:
         click.echo(
             f"wrote {out_file}: {len(doc['bins'])} bins x {len(doc['budgets'])} budgets "
-            f"({doc['budget_unit']}), {doc['predictor']['model']} predictor on k={doc['probe']['k']} probes"
+            f"({doc['budget_unit']}), {doc['predictor']['model']} predictor on "
+            f"k={doc['probe']['k']} probes"
         )
 
 
@@ -112,11 +115,13 @@ def render_policy(doc: dict) -> str:
     unit = doc["budget_unit"]
     pred, probe = doc["predictor"], doc["probe"]
     lines = [
-        f"model: {doc['model_id'] or '-'}   verifier: {doc['verifier_id'] or '-'}   budget unit: {unit}",
+        f"model: {doc['model_id'] or '-'}   verifier: "
+        f"{doc['verifier_id'] or '-'}   budget unit: {unit}",
         f"probes: k={probe['k']} from the '{probe['strategy']}' pool scored by {probe['verifier']} "
         f"(cost {'charged' if probe['charged'] else 'not charged'}"
         f"{', reused by pool strategies' if probe['charged'] and probe['reuse'] else ''})",
-        f"predictor: {pred['model']} on {', '.join(pred['features'])} -> bins {doc['bins']} (1 = easiest)",
+        f"predictor: {pred['model']} on {', '.join(pred['features'])} -> bins "
+        f"{doc['bins']} (1 = easiest)",
         f"source profile sha256: {doc['source_profile_sha256'] or '-'}",
     ]
     est = doc.get("accuracy_estimate")
@@ -128,7 +133,8 @@ def render_policy(doc: dict) -> str:
                 if est["method"] == "repeated-kfold"
                 else ""
             )
-            + f", intervals {est['ci_method']}, options chosen by rule '{est.get('select_rule', 'best')}'"
+            + f", intervals {est['ci_method']}, options chosen by rule "
+            f"'{est.get('select_rule', 'best')}'"
         )
     lines.append("")
     head = (
@@ -139,10 +145,11 @@ def render_policy(doc: dict) -> str:
     for dec in sorted(doc["decisions"], key=lambda d: (d["budget"], d["bin"])):
         cfg = json.loads(dec["config"])
         lines.append(
-            f"{_num(dec['budget']):>10} {dec['bin']:>3}  {dec['strategy']:<9} {cfg.get('select', '-')!s:<9} "
-            f"{str(cfg.get('verifier', '-'))[:10]:<10} {_num(dec['option_budget']):>5} "
-            f"{_pct(dec['accuracy'])} [{100 * dec['ci_lo']:4.1f},{100 * dec['ci_hi']:5.1f}] "
-            f"{_num(dec['total_flops']):>11} {_num(dec['total_generations']):>10} "
+            f"{_num(dec['budget']):>10} {dec['bin']:>3}  {dec['strategy']:<9} "
+            f"{cfg.get('select', '-')!s:<9} {str(cfg.get('verifier', '-'))[:10]:<10} "
+            f"{_num(dec['option_budget']):>5} {_pct(dec['accuracy'])} "
+            f"[{100 * dec['ci_lo']:4.1f},{100 * dec['ci_hi']:5.1f}] {_num(dec['total_flops']):>11} "
+            f"{_num(dec['total_generations']):>10} "
             f"{'reused' if dec['probe_reused'] else 'extra':>6}"
         )
     fb = doc["fallback"]
@@ -229,7 +236,8 @@ def decide_cmd(
         click.echo(
             f"bin {d.bin} -> {d.strategy} {d.config} (option budget {d.option_budget:g}; {where})\n"
             f"expected accuracy {_pct(d.accuracy)} [{100 * d.ci_lo:.1f}, {100 * d.ci_hi:.1f}], "
-            f"expected FLOPs {d.total_flops:.4g} (strategy {d.flops:.4g}), generations {d.total_generations:g}"
+            f"expected FLOPs {d.total_flops:.4g} (strategy {d.flops:.4g}), generations "
+            f"{d.total_generations:g}"
         )
 
 
@@ -243,21 +251,25 @@ def render_evaluation(res: dict) -> str:
         lines += [
             "",
             f"budget {entry['budget']:g}:",
-            f"{'bin':>7} {'n':>6} {'predicted [CI]':>22} {'realised [CI]':>22} {'inside':>6} {'both':>4} "
-            f"{'pred FLOPs':>11} {'real FLOPs':>11}",
+            f"{'bin':>7} {'n':>6} {'predicted [CI]':>22} {'realised [CI]':>22} {'inside':>6} "
+            f"{'both':>4} {'pred FLOPs':>11} {'real FLOPs':>11}",
         ]
         for b in entry["bins"]:
             lines.append(
                 f"{b['bin']:>7} {b['n']:>6} "
-                f"{_pct(b['predicted_accuracy'])} [{100 * b['predicted_ci_lo']:5.1f},{100 * b['predicted_ci_hi']:5.1f}] "
-                f"{_pct(b['realised_accuracy'])} [{100 * b['realised_ci_lo']:5.1f},{100 * b['realised_ci_hi']:5.1f}] "
-                f"{'yes' if b['inside'] else 'NO':>6} {'yes' if b.get('consistent', True) else 'NO':>4} "
+                f"{_pct(b['predicted_accuracy'])} "
+                f"[{100 * b['predicted_ci_lo']:5.1f},{100 * b['predicted_ci_hi']:5.1f}] "
+                f"{_pct(b['realised_accuracy'])} "
+                f"[{100 * b['realised_ci_lo']:5.1f},{100 * b['realised_ci_hi']:5.1f}] "
+                f"{'yes' if b['inside'] else 'NO':>6} "
+                f"{'yes' if b.get('consistent', True) else 'NO':>4} "
                 f"{_num(b['predicted_flops']):>11} {_num(b['realised_flops']):>11}"
             )
         lines.append(
             f"{'overall':>7} {o['n']:>6} {_pct(o['predicted_accuracy']):>22} "
-            f"{_pct(o['realised_accuracy'])} [{100 * o['realised_ci_lo']:5.1f},{100 * o['realised_ci_hi']:5.1f}] "
-            f"{'':>6} {'':>4} {_num(o['predicted_flops']):>11} {_num(o['realised_flops']):>11}"
+            f"{_pct(o['realised_accuracy'])} "
+            f"[{100 * o['realised_ci_lo']:5.1f},{100 * o['realised_ci_hi']:5.1f}] {'':>6} {'':>4} "
+            f"{_num(o['predicted_flops']):>11} {_num(o['realised_flops']):>11}"
         )
         ratio = o["flops_ratio"]
         lines.append(

@@ -83,8 +83,8 @@ def profile_cmd(
 
     \b
     Examples:
-      ttc profile --config data/configs/testbed.toml --out runs/testbed
-      ttc profile --config data/configs/testbed.toml --out runs/testbed --resume
+      ttc profile --config data/configs/testbed.toml --testbed quick --n 32 --out runs/tb
+      ttc profile --config data/configs/testbed.toml --testbed quick --n 32 --out runs/tb --resume
       ttc profile --model models/qwen --data math500 --limit 50 --device cuda \\
           --strategy sample:n=16 --verifier prm:path=models/prm --out runs/math500
       ttc profile --config run.toml --out runs/big --executor ray --workers 8 --address auto

@@ -107,7 +107,8 @@ def import_cmd(
     else:
         click.echo(
             f"imported {summary['samples']} samples of {summary['problems']} problems "
-            f"(pool sizes {summary['pool_sizes']}, mean pass@1 {summary['mean_pass1']:.3f}) into {out_dir}"
+            f"(pool sizes {summary['pool_sizes']}, mean pass@1 "
+            f"{summary['mean_pass1']:.3f}) into {out_dir}"
         )
 
 

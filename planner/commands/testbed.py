@@ -57,7 +57,7 @@ def train(out_dir: str, quick: bool, scale: str, seed: int, quiet: bool, as_json
     \b
     Example:
       ttc testbed train --out runs/testbed
-      ttc testbed train --out /tmp/tb --quick --seed 1 --json
+      ttc testbed train --out runs/testbed-quick --quick --json
     """
     from models.testbed import train_testbed
 
@@ -69,7 +69,8 @@ def train(out_dir: str, quick: bool, scale: str, seed: int, quiet: bool, as_json
     for name in ("policy", "large", "prm", "reviser"):
         m = models[name]
         click.echo(
-            f"{name:8s} {m['params']:>10,d} params  {m.get('train_seconds', 0):8.1f} s  -> {out_dir}/{name}"
+            f"{name:8s} {m['params']:>10,d} params  "
+            f"{m.get('train_seconds', 0):8.1f} s  -> {out_dir}/{name}"
         )
     q = manifest.get("quality", {}).get("levels", {})
     if q:

@@ -81,10 +81,10 @@ def _fmt_bin_line(b: dict[str, Any]) -> str:
     lo, hi = b["ci95_points"]
     opt = b["option"]
     return (
-        f"  bin {b['bin']}: {b['winner']:<11} test-time {100 * b['test_time_accuracy']:5.1f}% vs larger "
-        f"{100 * b['larger_model_accuracy']:5.1f}%  diff {b['difference_points']:+5.1f} pts "
-        f"[{lo:+.1f}, {hi:+.1f}]  via {opt['strategy']} {json.dumps(opt['config'], sort_keys=True)} "
-        f"budget {opt['budget']:g}"
+        f"  bin {b['bin']}: {b['winner']:<11} test-time {100 * b['test_time_accuracy']:5.1f}% vs "
+        f"larger {100 * b['larger_model_accuracy']:5.1f}%  diff {b['difference_points']:+5.1f} pts "
+        f"[{lo:+.1f}, {hi:+.1f}]  via {opt['strategy']} "
+        f"{json.dumps(opt['config'], sort_keys=True)} budget {opt['budget']:g}"
     )
 
 
@@ -154,8 +154,9 @@ def exchange_cmd(
     \b
     Example:
       ttc exchange --multiplier 14 --ratio 0.16 --json
-      ttc exchange runs/small-profile --multiplier 14 --ratio 0.16,0.79,22 --larger-profile runs/big-profile
-      ttc exchange runs/small-profile -M 14 --model qwen2.5-1.5b --law besiroglu
+      ttc exchange runs/tb-profile --multiplier 14 --ratio 0.16,0.79,22 \\
+          --larger-profile runs/tb-large-profile
+      ttc exchange runs/tb-profile -M 14 --model qwen2.5-1.5b --law besiroglu
     """
     from planner.costs import check_positive, exchange_formula, exchange_report, larger_model
     from planner.optimize import load_binned_profile
@@ -179,13 +180,15 @@ def exchange_cmd(
         return
     if "budget_unit" in out:
         click.echo(
-            f"X counts: {out['budget_unit']}; selection per bin: cross-fitted over folds when possible"
+            f"X counts: {out['budget_unit']}; selection per bin: cross-fitted "
+            "over folds when possible"
         )
     if out.get("larger_model", {}).get("warning"):
         click.echo(f"warning: {out['larger_model']['warning']}")
     for r in out["results"]:
         click.echo(
-            f"M = {multiplier:g}, R = {r['ratio']:g}: budget multiplier X = {r['budget_multiplier']:.2f}"
+            f"M = {multiplier:g}, R = {r['ratio']:g}: budget multiplier X = "
+            f"{r['budget_multiplier']:.2f}"
         )
         if "per_bin" in r:
             tag = " (larger model EXTRAPOLATED)" if out["larger_model"]["extrapolated"] else ""
@@ -297,8 +300,10 @@ def whatif_cmd(
     \b
     Example:
       ttc whatif --queries-per-day 2e6 --days 365 -M 14 --model llama-3.1-8b --tokens-per-query 600
-      ttc whatif runs/profile --queries-per-day 1e3..1e9 -M 14 --params 1.5e9 --pretrain-tokens 18e12
-      ttc whatif runs/profile --queries-per-day 2e6 -M 9 --model llama-3.1-8b --hardware h100-sxm --json
+      ttc whatif runs/tb-profile --queries-per-day 1e3..1e9 -M 14 --params 1.5e9 \\
+          --pretrain-tokens 18e12
+      ttc whatif runs/tb-profile --queries-per-day 2e6 -M 9 --model llama-3.1-8b \\
+          --hardware h100-sxm --json
     """
     from planner.costs import Deployment, check_positive, parse_load, whatif_report
     from planner.optimize import load_binned_profile
@@ -325,20 +330,22 @@ def whatif_cmd(
     if larger.get("warning"):
         click.echo(f"warning: {larger['warning']}")
     click.echo(
-        f"M = {multiplier:g}, N = {n:.3g}, D_pretrain = {d:.3g}, {out['tokens_per_query']:.0f} tokens/query, "
-        f"{days:g} days{tag}"
+        f"M = {multiplier:g}, N = {n:.3g}, D_pretrain = {d:.3g}, {out['tokens_per_query']:.0f} "
+        f"tokens/query, {days:g} days{tag}"
     )
     click.echo(f"{'queries/day':>12} {'R':>10} {'X':>9}  {'overall':<12} per bin (1 = easiest)")
     for p in out["points"]:
         ov = p.get("overall", {}).get("winner", "-")
         bins_s = " ".join(f"{b['bin']}:{b['winner'][:4]}" for b in p.get("per_bin", []))
         click.echo(
-            f"{p['queries_per_day']:12.3g} {p['ratio']:10.4g} {p['budget_multiplier']:9.2f}  {ov:<12} {bins_s}"
+            f"{p['queries_per_day']:12.3g} {p['ratio']:10.4g} "
+            f"{p['budget_multiplier']:9.2f}  {ov:<12} {bins_s}"
         )
     for f in out["flips"]:
         click.echo(
-            f"flip ({f['scope']}): {f['from']} -> {f['to']} between {f['between_queries_per_day'][0]:.3g} "
-            f"and {f['between_queries_per_day'][1]:.3g} queries/day"
+            f"flip ({f['scope']}): {f['from']} -> {f['to']} between "
+            f"{f['between_queries_per_day'][0]:.3g} and "
+            f"{f['between_queries_per_day'][1]:.3g} queries/day"
         )
 
 

@@ -1,4 +1,5 @@
-"""Hardware profiles as data: one `HardwareSpec` per accelerator, loaded from the shipped `data/hardware/*.json` (package `planner.data`).
+"""Hardware profiles as data: one `HardwareSpec` per accelerator, loaded from the shipped
+`data/hardware/*.json` (package `planner.data`).
 
 Each JSON file holds every numeric field as `{"value": ..., "source": "..."}` so that a planner's
 number can always be traced to a datasheet, a reference table or a measurement (`ttc calibrate`

@@ -84,7 +84,8 @@ class ModelSpec:
                 raise ValueError(f"model {self.name!r}: {f} must be a positive integer, got {v!r}")
         if self.n_heads % self.n_kv_heads:
             raise ValueError(
-                f"model {self.name!r}: n_heads {self.n_heads} not a multiple of n_kv_heads {self.n_kv_heads}"
+                f"model {self.name!r}: n_heads {self.n_heads} not a multiple of "
+                f"n_kv_heads {self.n_kv_heads}"
             )
         if self.intermediate_size < 0 or self.pretrain_tokens < 0:
             raise ValueError(f"model {self.name!r}: sizes must be >= 0")

@@ -15,7 +15,7 @@ import pandas as pd
 
 from planner.costs.hardware import HardwareSpec
 from planner.costs.modelspec import ModelSpec
-from planner.costs.roofline import meets_slo, simulate, workload_from_profile
+from planner.costs.simulator import meets_slo, simulate, workload_from_profile
 from planner.optimize import BinnedProfile
 from planner.tables import parse_config
 

@@ -2,7 +2,7 @@
 
 A deployment serves q queries a day for a number of days, each a plain answer of T tokens
 (prompt + generated), so D_inference = q · days · T and R = D_inference / D_pretrain; the small
-model may then spend X = M + 3(M − 1)/R times its inference FLOPs (`planner.costs.exchange`).
+model may then spend X = M + 3(M − 1)/R times its inference FLOPs (`planner.costs.scaling`).
 Per load this module gives:
 
 - FLOPs of both options (`deployment_flops`): pretraining 6·N·D, inference 2·N·D_inference, the
@@ -21,19 +21,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from planner.costs.exchange import (
-    LOGIT_SLOPE_PER_NAT,
     base_flops_per_bin,
-    budget_multiplier,
-    check_positive,
     compare_bins,
     larger_model,
     pass1_per_problem,
-    pretrain_flops,
-    ratio_for,
 )
 from planner.costs.hardware import HardwareSpec
 from planner.costs.modelspec import ModelSpec
-from planner.costs.roofline import Workload, simulate, workload_from_profile
+from planner.costs.scaling import (
+    LOGIT_SLOPE_PER_NAT,
+    budget_multiplier,
+    check_positive,
+    pretrain_flops,
+    ratio_for,
+)
+from planner.costs.simulator import Workload, simulate, workload_from_profile
 from planner.errors import PlannerError
 from planner.optimize import BinnedProfile
 from planner.tables import canonical_config
@@ -114,7 +116,7 @@ def serving_gpu_hours(
 ) -> dict[str, Any]:
     """Inference GPU-hours and dollars of both options over `queries` queries: each bin's chosen
     test-time option on the small model, and one plain answer on a model `multiplier` times
-    larger (the roofline simulator, `planner.costs.roofline.simulate`)."""
+    larger (the roofline simulator, `planner.costs.simulator.simulate`)."""
     small_gpu_s, worst_latency = 0.0, 0.0
     opts = bp.options
     for b in per_bin:

@@ -32,7 +32,8 @@ def pass_at_k(n: int, c: np.ndarray | int, k: int) -> np.ndarray:
 
 
 def best_of_k_weights(n: int, k: int) -> np.ndarray:
-    """P(the i-th smallest of n is the largest of a random k-subset), i = 1..n: C(i-1,k-1)/C(n,k)."""
+    """P(the i-th smallest of n is the largest of a random k-subset), i = 1..n:
+    C(i-1,k-1)/C(n,k)."""
     if not 1 <= k <= n:
         raise ValueError(f"k must be in [1, n={n}], got {k}")
     i = np.arange(1, n + 1, dtype=float)
@@ -61,7 +62,8 @@ def tie_averaged_sorted(scores: np.ndarray, correct: np.ndarray) -> np.ndarray:
 
 
 def best_of_k(scores: np.ndarray, correct: np.ndarray, k: int) -> np.ndarray:
-    """Exact expected accuracy of picking the highest-scored of a random k-subset (rows = problems)."""
+    """Exact expected accuracy of picking the highest-scored of a random k-subset
+    (rows = problems)."""
     s = np.atleast_2d(scores)
     w = best_of_k_weights(s.shape[1], k)
     out = tie_averaged_sorted(s, correct) @ w

@@ -3,14 +3,15 @@
 Generate once, read every budget. For a pool of n independent samples, the accuracy at budget
 k <= n is the average over all k-subsets of the pool: pass@k and best-of-k by verifier score are
 exact closed forms (`planner.estimate.closed_form`), majority and weighted majority exact or
-Monte Carlo (`planner.estimate.votes`). Revision chains are subsampled whole (a chain is the
-unit); search strategies are read one run per budget. See `planner.strategies` for the
-kinds.
+Monte Carlo (`planner.estimate.votes`); the pool reader and the reading options are
+`planner.estimate.pools`. Revision chains are subsampled whole (a chain is the unit); search
+strategies are read one run per budget. Both are read here, one problem at a time, and
+`profile_from_samples` dispatches every group of a samples table to its reader. See
+`planner.strategies` for the kinds.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass
 
@@ -18,71 +19,17 @@ import numpy as np
 import pandas as pd
 
 from planner.errors import PlannerError
-from planner.estimate.closed_form import (
-    best_of_k,
-    best_of_k_weights,
-    pass_at_k,
-    tie_averaged_sorted,
+from planner.estimate.closed_form import best_of_k, pass_at_k
+from planner.estimate.pools import (
+    CurveOptions,
+    check_weights,
+    pool_group,
+    powers_of_two,
+    stable_seed,
 )
-from planner.estimate.votes import (
-    answer_classes,
-    pool_classes,
-    resolve_votes,
-    vote_curve,
-    vote_curves_batch,
-)
-from planner.strategies import (
-    AGGS,
-    CHAINS,
-    POOL,
-    SEARCH,
-    aggregate_steps,
-    search_budget,
-    strategy_kind,
-)
+from planner.estimate.votes import answer_classes, resolve_votes, vote_curve
+from planner.strategies import CHAINS, POOL, SEARCH, aggregate_steps, search_budget, strategy_kind
 from planner.tables import canonical_config, parse_config
-
-
-@dataclass(frozen=True)
-class CurveOptions:
-    """How `profile_from_samples` reads the samples.
-
-    budgets: the budgets (generations) to report; None means powers of two up to each pool.
-    aggs: step-score aggregations to report for verifier-based selection (`last` reads `score`).
-    mc_samples: random subsets per budget for majority votes when enumeration is too large.
-    """
-
-    budgets: tuple[int, ...] | None = None
-    aggs: tuple[str, ...] = AGGS
-    mc_samples: int = 256
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        bad = [a for a in self.aggs if a not in AGGS]
-        if bad:
-            raise ValueError(f"unknown aggregation {bad[0]!r} (known: {', '.join(AGGS)})")
-        if self.mc_samples < 1:
-            raise ValueError("mc_samples must be >= 1")
-        if self.budgets is not None and any(b < 1 for b in self.budgets):
-            raise ValueError("budgets must be >= 1")
-
-
-def _powers_of_two(n: int) -> list[int]:
-    return [2**i for i in range(math.floor(math.log2(n)) + 1)] if n >= 1 else []
-
-
-def _stable_seed(seed: int, *parts: str) -> int:
-    h = hashlib.sha256("\x1f".join((str(seed), *parts)).encode()).digest()
-    return int.from_bytes(h[:8], "little")
-
-
-def _check_weights(scores: np.ndarray, group: str, agg: str) -> None:
-    if (scores < 0).any():
-        raise PlannerError(
-            f"samples {group}: weighted majority needs non-negative scores, found {scores.min():.4g} "
-            f"(agg={agg}); re-import the scores as probabilities (ttc samples import "
-            "--score-transform sigmoid)"
-        )
 
 
 @dataclass
@@ -117,108 +64,6 @@ def _mean_or_nan(x: np.ndarray) -> float:
     return float("nan") if np.isnan(x).any() else float(np.mean(x))
 
 
-def _pool_group(
-    strategy: str,
-    base: dict,
-    verifier: str,
-    grp: pd.DataFrame,
-    opts: CurveOptions,
-    with_votes: bool,
-) -> list[pd.DataFrame]:
-    """All curves of one (strategy, config, verifier) pool group, batched over problems of equal
-    pool size (the pools' rows sorted by problem, run, position)."""
-    sizes = grp.groupby("problem_id", sort=True).size()
-    out: list[pd.DataFrame] = []
-    cfg_text = canonical_config(base)
-    for n, pids_n in sizes.groupby(sizes, sort=True):
-        n = int(n)
-        budgets = [b for b in (opts.budgets or _powers_of_two(n)) if b <= n]
-        if not budgets:
-            continue
-        g = grp[grp["problem_id"].isin(set(pids_n.index))]
-        pids = g["problem_id"].to_numpy(object)
-        names = pids[::n]
-        p_count = len(names)
-        shape = (p_count, n)
-        correct = g["correct"].to_numpy(bool).reshape(shape)
-        gen = g["gen_flops"].to_numpy(float).reshape(shape).mean(axis=1)
-        ver = g["verifier_flops"].to_numpy(float).reshape(shape).mean(axis=1)
-        tok = g["gen_tokens"].to_numpy(float).reshape(shape).mean(axis=1)
-        prm = g["prompt_tokens"].to_numpy(float).reshape(shape).mean(axis=1)
-        wall = g["wall_s"].to_numpy(float).reshape(shape).mean(axis=1)  # NaN stays NaN
-        ks = np.asarray(budgets, float)
-
-        batch = (names, ks, gen, ver, tok, prm, wall)
-
-        def emit(
-            cfg: dict,
-            acc: np.ndarray,
-            se: np.ndarray | None,
-            uses_verifier: bool,
-            batch: tuple = batch,
-        ) -> None:
-            names, ks, gen, ver, tok, prm, wall = batch
-            per = gen + (ver if uses_verifier else 0.0)
-            out.append(
-                pd.DataFrame(
-                    {
-                        "problem_id": np.repeat(names, len(ks)),
-                        "strategy": strategy,
-                        "config": canonical_config(cfg),
-                        "budget": np.tile(ks, len(names)),
-                        "accuracy": np.clip(acc, 0.0, 1.0).ravel(),
-                        "accuracy_se": (np.zeros_like(acc) if se is None else se).ravel(),
-                        "flops": np.outer(per, ks).ravel(),
-                        "tokens": np.outer(tok, ks).ravel(),
-                        "prompt_tokens": np.outer(prm, ks).ravel(),
-                        "wall_s": np.outer(wall, ks).ravel(),
-                    }
-                )
-            )
-
-        cls, cls_ok = pool_classes(
-            pids, g["answer"].to_numpy(object), g["correct"].to_numpy(bool), n
-        )
-        if with_votes:
-            c = correct.sum(axis=1)
-            emit(
-                {**base, "select": "coverage", "agg": "none", "verifier": "none"},
-                np.column_stack([pass_at_k(n, c, k) for k in budgets]),
-                None,
-                False,
-            )
-            rng = np.random.default_rng(
-                _stable_seed(opts.seed, strategy, cfg_text, str(n), "majority")
-            )
-            acc, se, _ = vote_curves_batch(
-                cls, np.ones(shape), cls_ok, budgets, opts.mc_samples, rng
-            )
-            emit({**base, "select": "majority", "agg": "none", "verifier": "none"}, acc, se, False)
-        if verifier == "none":
-            continue
-        score = g["score"].to_numpy(float)
-        steps = g["step_scores"].tolist()
-        has_steps = any(len(x) > 0 for x in steps)
-        for agg in opts.aggs:
-            if agg != "last" and not has_steps:
-                continue
-            s = aggregate_steps(steps, score, agg).reshape(shape)
-            sorted_ok = tie_averaged_sorted(s, correct)
-            emit(
-                {**base, "select": "best", "agg": agg, "verifier": verifier},
-                np.column_stack([sorted_ok @ best_of_k_weights(n, k) for k in budgets]),
-                None,
-                True,
-            )
-            _check_weights(s, f"{strategy} {cfg_text} verifier={verifier}", agg)
-            rng = np.random.default_rng(
-                _stable_seed(opts.seed, strategy, cfg_text, str(n), verifier, agg)
-            )
-            acc, se, _ = vote_curves_batch(cls, s, cls_ok, budgets, opts.mc_samples, rng)
-            emit({**base, "select": "weighted", "agg": agg, "verifier": verifier}, acc, se, True)
-    return out
-
-
 def _chain_rows(
     pid: str,
     strategy: str,
@@ -232,8 +77,8 @@ def _chain_rows(
     chains = [c.sort_values("position") for _, c in g.groupby("run", sort=True)]
     n_chains = len(chains)
     full_len = min(len(c) for c in chains)
-    lengths = sorted(set(_powers_of_two(full_len)) | {full_len})
-    counts = _powers_of_two(n_chains)
+    lengths = sorted(set(powers_of_two(full_len)) | {full_len})
+    counts = powers_of_two(n_chains)
     answers_all = g["answer"].tolist()
     cls_all, cls_ok = answer_classes(answers_all, g["correct"].to_numpy(bool))
     cls_of = dict(zip(zip(g["run"], g["position"], strict=True), cls_all, strict=True))
@@ -303,7 +148,7 @@ def _chain_rows(
                             if cls_of[key] >= 0:
                                 votes[u, cls_of[key]] += 1.0
                     rng = np.random.default_rng(
-                        _stable_seed(
+                        stable_seed(
                             opts.seed, strategy, canonical_config(base), pid, "maj", str(length)
                         )
                     )
@@ -335,9 +180,9 @@ def _chain_rows(
                         for key in ks:
                             if cls_of[key] >= 0:
                                 votes[u, cls_of[key]] += smap[key]
-                    _check_weights(votes, f"{strategy} verifier={verifier} problem={pid}", agg)
+                    check_weights(votes, f"{strategy} verifier={verifier} problem={pid}", agg)
                     rng = np.random.default_rng(
-                        _stable_seed(
+                        stable_seed(
                             opts.seed,
                             strategy,
                             canonical_config(base),
@@ -413,7 +258,7 @@ def _search_rows(
             s = aggregate_steps(r["step_scores"].tolist(), r["score"].to_numpy(float), agg)
             per_select.setdefault(("best", agg), []).append(float(best_of_k(s, ok, len(s))))
             if len(cls_ok):
-                _check_weights(s, f"{strategy} verifier={verifier} problem={pid}", agg)
+                check_weights(s, f"{strategy} verifier={verifier} problem={pid}", agg)
                 tot = np.bincount(cls[cls >= 0], weights=s[cls >= 0], minlength=len(cls_ok))[
                     None, :
                 ]
@@ -450,7 +295,7 @@ def profile_from_samples(samples: pd.DataFrame, opts: CurveOptions | None = None
             # Votes and coverage need no verifier: compute them once per pool, not per verifier.
             with_votes = (strategy, config) not in voted
             voted.add((strategy, config))
-            frames += _pool_group(strategy, base, verifier, grp, opts, with_votes)
+            frames += pool_group(strategy, base, verifier, grp, opts, with_votes)
             continue
         for pid, g in grp.groupby("problem_id", sort=True):
             vote_key = (strategy, config, pid)

@@ -182,8 +182,9 @@ class DifficultyPredictor(ClassifierMixin, BaseEstimator):
 
     Features are standardised (mean/scale learned in `fit`), then
     - `model="ordinal"` (default): a cumulative-logit (proportional-odds) model, one latent
-      difficulty `z·coef` and K-1 increasing thresholds. It uses the order of the bins, has d + K - 1
-      parameters (few enough for bins of 20 problems) and gives calibrated bin probabilities;
+      difficulty `z·coef` and K-1 increasing thresholds. It uses the order of the bins, has
+      d + K - 1 parameters (few enough for bins of 20 problems) and gives calibrated bin
+      probabilities;
     - `model="multinomial"`: softmax logistic regression (scikit-learn's), K·(d+1) parameters.
     Both are penalised by L2 with strength 1/C and export to plain numbers (`to_dict`).
 

@@ -43,7 +43,8 @@ def probe_table(samples: pd.DataFrame, k: int, verifier: str | None = None) -> p
         verifier = verifiers[0]
     elif verifier not in verifiers:
         raise PlannerError(
-            f"probe verifier {verifier!r} not in the samples (known: {', '.join(verifiers) or 'none'})"
+            f"probe verifier {verifier!r} not in the samples (known: "
+            f"{', '.join(verifiers) or 'none'})"
         )
     config = sorted(pool["config"].unique())[0]
     sel = pool[(pool["verifier"] == verifier) & (pool["config"] == config) & (pool["run"] == 0)]
@@ -55,7 +56,8 @@ def probe_table(samples: pd.DataFrame, k: int, verifier: str | None = None) -> p
     if short:
         raise PlannerError(
             f"problem {short[0]!r} has {int(counts.get(short[0], 0))} probe samples "
-            f"(run 0 of the '{PROBE_STRATEGY}' pool, verifier {verifier!r}); --probe-k {k} needs {k}"
+            f"(run 0 of the '{PROBE_STRATEGY}' pool, verifier {verifier!r}); "
+            f"--probe-k {k} needs {k}"
         )
     return sel.reset_index(drop=True)
 

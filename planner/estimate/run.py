@@ -15,8 +15,9 @@ from typing import Any
 
 import pandas as pd
 
-from planner.estimate.curves import CurveOptions, profile_from_samples
+from planner.estimate.curves import profile_from_samples
 from planner.estimate.difficulty import add_predicted_bins, build_problems
+from planner.estimate.pools import CurveOptions
 from planner.estimate.probes import probe_cost, probe_verifiers
 from planner.features import PREDICTOR_MODELS
 from planner.tables import ImportOptions, import_jsonl, read_problems, read_samples

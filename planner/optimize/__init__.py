@@ -1,10 +1,10 @@
 """Optimize: profile -> plan (the compute-optimal strategy per difficulty bin and budget).
 
 The third stage of the flow: two-fold cross-fitted selection within bins (`crossfit`), the
-promise of the deployed choice (`expect`), probe costs (`charge`), the plan itself (`plan`, with
-its settings in `options`; `run` from a profile directory to the tables `ttc plan` writes), and
-the allocation of a mean budget across bins (`binned` per-bin options, `allocate` the exact
-knapsack).
+promise of the deployed choice (`expect`), probe costs (`charge`), the plan itself (`plan`, over
+the profile as dense arrays of `grid` and writing the output rows of `rows`, with its settings in
+`options`; `run` from a profile directory to the tables `ttc plan` writes), and the allocation
+of a mean budget across bins (`binned` per-bin options, `allocate` the exact knapsack).
 
 May import: numpy, scipy, pandas, `planner.errors`, `planner.stats`, `planner.tables` and
 `planner.estimate`.

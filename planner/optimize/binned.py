@@ -118,6 +118,6 @@ def require_bins(bp: BinnedProfile, needed: list[int]) -> None:
     missing = [b for b in needed if b not in bp.weights]
     if missing:
         raise PlannerError(
-            f"{bp.source}: profile has no problems in {bp.bin_column} {', '.join(map(str, missing))} "
-            f"(it has {', '.join(map(str, bp.bins))})"
+            f"{bp.source}: profile has no problems in {bp.bin_column} "
+            f"{', '.join(map(str, missing))} (it has {', '.join(map(str, bp.bins))})"
         )

@@ -22,16 +22,16 @@ class PlanOptions:
     cost is read from the problems table (columns probe_flops, probe_tokens; `ttc curves
     --probe-k`); with probe_reuse a `sample` pool of the probe sampler reuses them (see
     `charge_probes`).
-    expect_folds, expect_repeats: K and R of the repeated K-fold estimate of each deployed
-    choice's accuracy (`planner.optimize.expect.kfold_estimate`; choices' expected_* columns). Folds are
+    expect_folds, expect_repeats: K and R of the repeated K-fold estimate of each deployed choice's
+    accuracy (`planner.optimize.expect.kfold_estimate`; choices' expected_* columns). Folds are
     balanced within each bin from seeded permutations (seed, seed + 1, ...) of the sorted ids.
     select_rule: how the deployed option of a bin is chosen on all its problems
-    (`planner.optimize.expect.deploy_choices`): "best" (highest accuracy, the paper) or "one-se" (the
-    cheapest within one paired standard error of the best). The K-fold estimate applies the same
-    rule in every fold; the two-fold figures (curves, selection folds 0/1, choices.accuracy)
+    (`planner.optimize.expect.deploy_choices`): "best" (highest accuracy, the paper) or "one-se"
+    (the cheapest within one paired standard error of the best). The K-fold estimate applies the
+    same rule in every fold; the two-fold figures (curves, selection folds 0/1, choices.accuracy)
     always use "best".
-    expect_method: "kfold" (`planner.optimize.expect.kfold_estimate`, the default) or "bootstrap" (the
-    deployed option's in-sample accuracy minus a bootstrap estimate of its winner's curse,
+    expect_method: "kfold" (`planner.optimize.expect.kfold_estimate`, the default) or "bootstrap"
+    (the deployed option's in-sample accuracy minus a bootstrap estimate of its winner's curse,
     `planner.optimize.expect.bootstrap_corrected_estimate`; rule "best" only).
     """
 

@@ -61,8 +61,8 @@ def _promise(row: pd.Series) -> tuple[float, float, float]:
     """The accuracy a decision promises, with its interval.
 
     The plan's repeated K-fold estimate of the deployed choice (`expected_*` columns, see
-    `planner.optimize.expect.kfold_estimate`) when the plan has it; a plan made before it existed gives
-    its two-fold cross-validated accuracy (pessimistic and noisy for the deployed choice).
+    `planner.optimize.expect.kfold_estimate`) when the plan has it; a plan made before it existed
+    gives its two-fold cross-validated accuracy (pessimistic and noisy for the deployed choice).
     """
     cols = ("expected_accuracy", "expected_ci_lo", "expected_ci_hi")
     if all(c in row.index for c in cols) and not any(pd.isna(row[c]) for c in cols):
@@ -153,7 +153,8 @@ def _fallback(
         "flops": _r(best["flops"]),
         "tokens": _r(best["tokens"]),
         "n_problems": int(n_problems),
-        "reason": f"budget below the smallest policy budget: the best single strategy over all problems ({method})",
+        "reason": "budget below the smallest policy budget: the best single strategy over "
+        f"all problems ({method})",
     }
     if charged and "total_flops" in best and not pd.isna(best["total_flops"]):
         d.update(
@@ -212,14 +213,16 @@ def build_policy(
         raise PlannerError(f"{summ_path}: not valid JSON ({exc})") from None
     if summary.get("bin_column") != "predicted_bin":
         raise PlannerError(
-            f"{summ_path}: the plan bins problems by '{summary.get('bin_column')}', which a server cannot "
-            "compute; make the plan on predicted bins (ttc curves --probe-k 4, then ttc plan --bin-by predicted)"
+            f"{summ_path}: the plan bins problems by '{summary.get('bin_column')}', which a server "
+            "cannot compute; make the plan on predicted bins (ttc curves --probe-k 4, then ttc "
+            "plan --bin-by predicted)"
         )
     meta = summary.get("metadata") or {}
     probe_meta = meta.get("probe") or {}
     if not probe_meta.get("k"):
         raise PlannerError(
-            f"{summ_path}: no probe settings in the plan's metadata (make the profile with ttc curves --probe-k)"
+            f"{summ_path}: no probe settings in the plan's metadata (make the profile with "
+            "ttc curves --probe-k)"
         )
     choices, _ = read_table(d / CHOICES_FILE, CHOICES)
     curves, _ = read_table(d / PLAN_CURVES_FILE, PLAN_CURVES)
@@ -229,7 +232,8 @@ def build_policy(
         for col in ("total_generations", "total_flops", "total_tokens", "probe_reused"):
             if col not in choices.columns:
                 raise PlannerError(
-                    f"{d / CHOICES_FILE}: column '{col}' missing (a plan with probes charged has it)"
+                    f"{d / CHOICES_FILE}: column '{col}' missing (a plan with "
+                    "probes charged has it)"
                 )
 
     plan_budgets = sorted(float(b) for b in choices["budget"].unique())
@@ -283,10 +287,12 @@ def build_policy(
         for t in plan_budgets:
             row = by_key.get((b, t))
             if row is None:
-                # The predictor can output a bin the cross-fitted plan never saw: decide as the fallback.
+                # The predictor can output a bin the cross-fitted plan never saw: decide as the
+                # fallback.
                 dec = {
                     **{k: v for k, v in fallback.items() if k != "reason"},
-                    "reason": f"no problem of the plan was predicted into bin {b}: fallback decision",
+                    "reason": f"no problem of the plan was predicted into bin {b}: "
+                    "fallback decision",
                 }
             else:
                 dec = _decision(row, probe_meta["k"], charged)

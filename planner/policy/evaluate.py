@@ -106,8 +106,8 @@ def evaluate_policy(
         if missing:
             p, s, c, b = missing[0]
             raise PlannerError(
-                f"held-out samples cannot evaluate the decision {s} {c} at budget {b:g} for problem {p!r} "
-                "(the samples lack that strategy or pool size)"
+                f"held-out samples cannot evaluate the decision {s} {c} at budget {b:g} "
+                f"for problem {p!r} (the samples lack that strategy or pool size)"
             )
         rows = prof.loc[keys]
         acc = rows["accuracy"].to_numpy(float)

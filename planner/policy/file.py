@@ -60,8 +60,8 @@ def validate_policy(doc: Any, source: str = "policy") -> None:
             and doc.get("schema_version") != POLICY_SCHEMA_VERSION
         ):
             raise PlannerError(
-                f"{source}: field 'schema_version': unsupported version {doc.get('schema_version')!r} "
-                f"(this ttc reads version {POLICY_SCHEMA_VERSION})"
+                f"{source}: field 'schema_version': unsupported version "
+                f"{doc.get('schema_version')!r} (this ttc reads version {POLICY_SCHEMA_VERSION})"
             )
         raise PlannerError(f"{source}: field '{_fmt_path(e.absolute_path)}': {e.message[:300]}")
     _check_semantics(doc, source)
@@ -104,26 +104,31 @@ def _check_semantics(doc: dict[str, Any], source: str) -> None:
     if pred["model"] == "ordinal":
         if any(isinstance(c, list) for c in coef) or len(coef) != d:
             raise PlannerError(
-                f"{source}: field 'predictor/coef': the ordinal model needs {d} numbers (one per feature)"
+                f"{source}: field 'predictor/coef': the ordinal model needs {d} "
+                "numbers (one per feature)"
             )
         if len(pred["intercept"]) != max(k - 1, 0):
             raise PlannerError(
-                f"{source}: field 'predictor/intercept': {len(pred['intercept'])} thresholds for {k} classes"
+                f"{source}: field 'predictor/intercept': {len(pred['intercept'])} "
+                f"thresholds for {k} classes"
             )
         if any(b <= a for a, b in zip(pred["intercept"], pred["intercept"][1:], strict=False)):
             raise PlannerError(f"{source}: field 'predictor/intercept': thresholds must increase")
     else:
         if len(coef) != k or any(not isinstance(row, list) or len(row) != d for row in coef):
             raise PlannerError(
-                f"{source}: field 'predictor/coef': the multinomial model needs {k} rows of {d} numbers"
+                f"{source}: field 'predictor/coef': the multinomial model needs "
+                f"{k} rows of {d} numbers"
             )
         if len(pred["intercept"]) != k:
             raise PlannerError(
-                f"{source}: field 'predictor/intercept': {len(pred['intercept'])} values for {k} classes"
+                f"{source}: field 'predictor/intercept': {len(pred['intercept'])} "
+                f"values for {k} classes"
             )
     if sorted(pred["classes"]) != sorted(doc["bins"]):
         raise PlannerError(
-            f"{source}: field 'bins': {doc['bins']} differ from the predictor's classes {pred['classes']}"
+            f"{source}: field 'bins': {doc['bins']} differ from the predictor's "
+            f"classes {pred['classes']}"
         )
     if list(doc["bins"]) != sorted(doc["bins"]) or list(doc["budgets"]) != sorted(doc["budgets"]):
         raise PlannerError(f"{source}: fields 'bins' and 'budgets' must be sorted ascending")
@@ -132,7 +137,8 @@ def _check_semantics(doc: dict[str, Any], source: str) -> None:
         key = (dec["bin"], float(dec["budget"]))
         if key[0] not in doc["bins"] or key[1] not in doc["budgets"]:
             raise PlannerError(
-                f"{source}: field 'decisions/{i}': bin {key[0]} / budget {key[1]:g} not in 'bins'/'budgets'"
+                f"{source}: field 'decisions/{i}': bin {key[0]} / budget {key[1]:g} "
+                "not in 'bins'/'budgets'"
             )
         if key in seen:
             raise PlannerError(

@@ -180,7 +180,8 @@ class Policy:
         b = np.atleast_1d(np.asarray(budget, dtype=float))
         if not np.isfinite(b).all() or (b < 0).any():
             raise PlannerError(f"budget must be a finite number >= 0, got {budget!r}")
-        # A small relative tolerance so that a budget equal to a policy budget up to rounding counts.
+        # A small relative tolerance so that a budget equal to a policy budget up to rounding
+        # counts.
         return np.searchsorted(self.budgets, b * (1 + 1e-9), side="right") - 1
 
     def decide_many(

@@ -130,7 +130,8 @@ def import_jsonl(
         else:
             if pid in positions:
                 raise PlannerError(
-                    f"{p}: line {lineno}: problem id {pid!r} appears twice (use --flatten for one row per sample)"
+                    f"{p}: line {lineno}: problem id {pid!r} appears twice (use --flatten "
+                    "for one row per sample)"
                 )
             for name, val in ((opts.answers_field, answers), (opts.correct_field, correct)) + (
                 ((opts.scores_field, scores),) if scores is not None else ()

@@ -1,4 +1,5 @@
-"""Helpers shared by the strategies: candidates from tokens, verifier lists, cost spreading, rows."""
+"""Helpers shared by the strategies: candidates from tokens, verifier lists, cost spreading,
+rows."""
 
 from __future__ import annotations
 

@@ -8,9 +8,9 @@ planner can select within and across chains and sweep the parallel:sequential ra
 The backend is the reviser model. Its prompt is `prompt_format` with `{prompt}` (the problem's
 prompt), `{question}` (the problem's `meta["question"]`, else its prompt) and `{attempts}` (the
 previous answers, each rendered by `attempt_format` with `{attempt}` (the completion text),
-`{index}`, `{prompt}` and `{question}`), then the backend's prompt template. Costs are exact per row: each
-answer encodes its own prompt (identical prompts in one step, e.g. every chain's first answer,
-are encoded once and their cost spread over them) and decodes its own tokens.
+`{index}`, `{prompt}` and `{question}`), then the backend's prompt template. Costs are exact per
+row: each answer encodes its own prompt (identical prompts in one step, e.g. every chain's first
+answer, are encoded once and their cost spread over them) and decodes its own tokens.
 """
 
 from __future__ import annotations

@@ -37,7 +37,8 @@ def test_help_does_not_import_heavy_modules():
     code = (
         "import sys; from click.testing import CliRunner; from planner.cli import main; "
         "CliRunner().invoke(main, ['--help']); "
-        "bad = [m for m in ('torch', 'transformers', 'altair', 'ray') if m in sys.modules]; print(bad)"
+        "bad = [m for m in ('torch', 'transformers', 'altair', 'ray') if m in "
+        "sys.modules]; print(bad)"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
@@ -142,7 +143,8 @@ def test_planner_package_never_imports_torch():
         "import importlib, pkgutil, sys, planner\n"
         "for m in pkgutil.walk_packages(planner.__path__, 'planner.'):\n"
         "    importlib.import_module(m.name)\n"
-        "print([m for m in ('torch', 'transformers', 'ray', 'models', 'profiling') if m in sys.modules])"
+        "print([m for m in ('torch', 'transformers', 'ray', 'models', 'profiling') "
+        "if m in sys.modules])"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True

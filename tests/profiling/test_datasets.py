@@ -1,4 +1,5 @@
-"""Problem sets and graders: testbed, MATH-500, MATH, GSM8K and generic JSONL; math-verify grading."""
+"""Problem sets and graders: testbed, MATH-500, MATH, GSM8K and generic JSONL; math-verify
+grading."""
 
 from __future__ import annotations
 

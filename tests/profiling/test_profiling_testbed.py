@@ -1,4 +1,5 @@
-"""The profiling harness on the quick CPU testbed's trained models (policy, larger LM, PRM, reviser).
+"""The profiling harness on the quick CPU testbed's trained models (policy, larger LM, PRM,
+reviser).
 
 Cross-checks the adapters against the testbed's own verifier code, then runs every strategy.
 """

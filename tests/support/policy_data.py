@@ -94,7 +94,8 @@ def write_samples(path: Path, **kwargs: object) -> Path:
 
 @functools.cache
 def built_policy_dirs() -> dict[str, Path]:
-    """samples -> profile (k=4 probes) -> plan on predicted bins -> policy.json, built once per session."""
+    """samples -> profile (k=4 probes) -> plan on predicted bins -> policy.json, built once per
+    session."""
     from click.testing import CliRunner
 
     from planner.cli import main

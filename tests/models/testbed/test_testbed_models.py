@@ -1,5 +1,6 @@
 """Real tiny testbed models: training determinism and resume, save/reload, sampler, verifiers, PRM
-format, and the quick testbed's manifest (trained once per test run by the `quick_testbed` fixture)."""
+format, and the quick testbed's manifest (trained once per test run by the `quick_testbed`
+fixture)."""
 
 from __future__ import annotations
 

@@ -9,7 +9,6 @@ import pytest
 from planner.costs.hardware import load_hardware
 from planner.costs.modelspec import load_model
 from planner.costs.roofline import (
-    Workload,
     call_overhead_s,
     decode_is_compute_bound,
     decode_step_time_s,
@@ -17,14 +16,12 @@ from planner.costs.roofline import (
     gpus_needed,
     kv_cache_bytes,
     max_batch,
-    meets_slo,
     prefill_time_s,
     queries_per_s_per_gpu,
     roofline_time_s,
-    simulate,
     usd_per_1k_queries,
-    workload_from_profile,
 )
+from planner.costs.simulator import Workload, meets_slo, simulate, workload_from_profile
 from planner.errors import PlannerError
 
 H100 = load_hardware("h100-sxm")

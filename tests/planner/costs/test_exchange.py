@@ -11,14 +11,12 @@ import numpy as np
 import pytest
 from profiles import write_larger, write_profile
 
-from planner.costs.exchange import (
+from planner.costs.exchange import exchange_report, larger_extrapolated, larger_from_profile
+from planner.costs.scaling import (
     SCALING_LAWS,
     budget_multiplier,
-    exchange_report,
     extrapolate_pass1,
     inference_flops,
-    larger_extrapolated,
-    larger_from_profile,
     pretrain_flops,
     ratio_for,
 )

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from planner.errors import PlannerError
 from planner.estimate.closed_form import best_of_k, pass_at_k
-from planner.estimate.curves import CurveOptions, profile_from_samples
+from planner.estimate.curves import profile_from_samples
+from planner.estimate.pools import CurveOptions
 from planner.estimate.votes import vote_curve, vote_curve_sparse
 from planner.tables import PROFILE, canonical_config, validate
 

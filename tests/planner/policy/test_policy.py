@@ -87,7 +87,8 @@ def test_consistency_check_uses_both_intervals() -> None:
 
 
 def test_old_plans_without_the_kfold_columns_still_export(dirs, tmp_path) -> None:
-    """A plan written before the K-fold estimate existed exports its two-fold figures, labelled so."""
+    """A plan written before the K-fold estimate existed exports its two-fold figures, labelled
+    so."""
     import shutil
 
     from planner.tables import CHOICES_FILE, write_table
@@ -167,7 +168,8 @@ def test_decide_many_equals_decide(dirs, policy) -> None:
 
 
 def test_probe_costs_in_the_plan(dirs) -> None:
-    """Probes are charged: pool options reuse them (max(n, k)), others pay n + k; both figures shown."""
+    """Probes are charged: pool options reuse them (max(n, k)), others pay n + k; both figures
+    shown."""
     choices, _ = read_table(dirs["plan"] / "choices.parquet", CHOICES)
     pool = choices["strategy"] == "sample"
     np.testing.assert_allclose(
@@ -346,7 +348,8 @@ def test_evaluate_on_held_out_problems(dirs, policy) -> None:
         o = entry["overall"]
         assert sum(b["n"] for b in entry["bins"]) == 300
         assert o["realised_ci_lo"] <= o["realised_accuracy"] <= o["realised_ci_hi"]
-        # The synthetic testbed is stationary: the promise holds within a few points and FLOPs within 5%.
+        # The synthetic testbed is stationary: the promise holds within a few points and FLOPs
+        # within 5%.
         assert o["abs_error"] < 0.05, entry
         assert abs(o["flops_ratio"] - 1) < 0.05, entry
         pred = np.average(
