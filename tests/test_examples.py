@@ -111,14 +111,19 @@ def _parse_only_reason(example: str) -> str | None:
 
 def _parse(example: str) -> None:
     """Let click parse the command line as `ttc` would, without running the command."""
-    args = shlex.split(example)[1:]
+    tokens = shlex.split(example)[1:]
     cmd: click.Command = main
-    ctx = main.make_context("ttc", list(args), resilient_parsing=False)
+    ctx = click.Context(main, info_name="ttc")
+    # The examples give no group options: a group's first token names its sub-command.
     while isinstance(cmd, click.Group):
-        name, sub, rest = cmd.resolve_command(ctx, ctx.protected_args + ctx.args)
-        assert sub is not None, example
-        ctx = sub.make_context(name, list(rest), parent=ctx)
+        name, tokens = tokens[0], tokens[1:]
+        sub = cmd.get_command(ctx, name)
+        assert sub is not None, f"{example}: no command {name!r}"
+        ctx = (
+            click.Context(sub, info_name=name, parent=ctx) if isinstance(sub, click.Group) else ctx
+        )
         cmd = sub
+    cmd.make_context(name, tokens, parent=ctx)
 
 
 def _ttc() -> str:
