@@ -21,6 +21,7 @@ _COMMAND_MODULES = [
     "planner.commands.whatif",
     "planner.commands.cost",
     "planner.commands.allocate",
+    "planner.commands.report",
     "planner.commands.profile",
     "planner.commands.demo",
     "planner.commands.testbed",

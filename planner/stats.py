@@ -7,7 +7,7 @@ thing in a plan, an exchange, a policy's promise and a testbed quality figure.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from scipy.stats import norm
@@ -64,3 +64,91 @@ def half_width(values: Sequence[float], z: float = Z95) -> float:
     if len(v) < 2:
         return float("nan")
     return z * float(v.std(ddof=1)) / math.sqrt(len(v))
+
+
+def paired_diff_ci(
+    a: np.ndarray | Sequence[float],
+    b: np.ndarray | Sequence[float],
+    ci: float,
+    n_boot: int,
+    rng: np.random.Generator,
+) -> tuple[float, float, float]:
+    """Mean of a − b over paired rows (problems) and its CI, resampling the pairs together.
+
+    Percentile bootstrap with `n_boot` resamples; with n_boot == 0 the normal interval
+    mean ± z·SE, unclamped (a difference may leave the range of its values). Fewer than two
+    pairs: a zero-width interval. The pairing is what makes the interval narrow: two methods
+    scored on the same problems share each problem's difficulty.
+    """
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if x.shape != y.shape or x.ndim != 1:
+        raise ValueError(
+            f"paired values must be two 1-D arrays of one length, got {x.shape}, {y.shape}"
+        )
+    if np.isnan(x).any() or np.isnan(y).any():
+        raise ValueError("paired values must not be NaN")
+    d = x - y
+    if len(d) == 0:
+        raise ValueError("no pairs")
+    if n_boot == 0 or len(d) < 2:
+        return normal_ci(d, float(norm.ppf(0.5 + ci / 2)))
+    return mean_ci(d, ci, n_boot, rng)
+
+
+def stratified_boot_means(
+    values: np.ndarray, groups: np.ndarray, n_boot: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Bootstrap draws of each group's mean, resampling rows within each group, so that every
+    draw keeps the groups' sizes (e.g. problems within difficulty bins).
+
+    values: [rows] or [rows, series]; groups: [rows] labels. Returns [n_boot, groups, series]
+    (groups in sorted order of their labels; series of length 1 for 1-D values). Draw i of every
+    group comes from one generator in group order, so the result depends only on the inputs and
+    the generator's state.
+    """
+    v = np.asarray(values, dtype=float)
+    v2 = v[:, None] if v.ndim == 1 else v
+    g = np.asarray(groups)
+    if len(g) != v2.shape[0]:
+        raise ValueError(f"groups has {len(g)} labels for {v2.shape[0]} rows")
+    labels = np.unique(g)
+    out = np.empty((n_boot, len(labels), v2.shape[1]))
+    for k, label in enumerate(labels):
+        rows = v2[g == label]
+        idx = rng.integers(0, len(rows), size=(n_boot, len(rows)))  # (n_boot, n_group)
+        out[:, k] = rows[idx].mean(axis=1)
+    return out
+
+
+def percentile_interval(draws: np.ndarray, ci: float) -> tuple[np.ndarray, np.ndarray]:
+    """The central `ci` percentile interval of bootstrap draws along axis 0.
+
+    Inverted-CDF percentiles (no interpolation between draws), so that a statistic that may be
+    infinite (an efficiency multiple the reference never reaches) keeps infinite bounds instead
+    of NaN from inf − inf.
+    """
+    d = np.asarray(draws, dtype=float)
+    lo = np.quantile(d, (1 - ci) / 2, axis=0, method="inverted_cdf")
+    hi = np.quantile(d, 1 - (1 - ci) / 2, axis=0, method="inverted_cdf")
+    return lo, hi
+
+
+def bootstrap_stat(
+    values: np.ndarray,
+    statistic: Callable[[np.ndarray], float],
+    ci: float,
+    n_boot: int,
+    rng: np.random.Generator,
+) -> tuple[float, float, float]:
+    """A statistic of the rows of `values` ([rows, ...], e.g. problems) and its percentile
+    bootstrap interval (`percentile_interval`), resampling whole rows so that the columns of a
+    row (the methods compared on one problem) stay paired."""
+    v = np.asarray(values, dtype=float)
+    point = float(statistic(v))
+    if n_boot == 0 or len(v) < 2:
+        return point, point, point
+    draws = np.empty(n_boot)
+    for i in range(n_boot):
+        draws[i] = statistic(v[rng.integers(0, len(v), size=len(v))])
+    lo, hi = percentile_interval(draws, ci)
+    return point, float(lo), float(hi)

@@ -1,0 +1,141 @@
+"""Cost: accuracy against dollars per 1k queries and against latency per query, per hardware.
+
+Each option of the profile (its accuracy averaged over bins by their share of problems) is
+priced by the planner's serving simulator (`planner.costs.cost_rows`) for the served model on
+each hardware profile; the latency panel draws the SLO as a line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import altair as alt
+import pandas as pd
+
+from planner.costs import cost_rows, load_hardware, load_model
+from planner.optimize import bin_options
+from planner.tables import canonical_config
+from reports.figures._common import (
+    HEIGHT,
+    WIDTH,
+    Missing,
+    config_parts,
+    guarded,
+    need,
+    series_label,
+)
+from reports.run import RunTables
+
+DEFAULT_HARDWARE = ("h100-sxm",)
+
+
+def cost_table(
+    profile: pd.DataFrame,
+    problems: pd.DataFrame,
+    model: str,
+    hardware: Sequence[str] = DEFAULT_HARDWARE,
+    slo_s: float | None = None,
+    bins: str = "oracle",
+) -> pd.DataFrame:
+    """One row per hardware profile and option: accuracy (%), $ per 1k queries, latency per
+    query (s) and whether the SLO is met, from `planner.costs.cost_rows`."""
+    spec = load_model(model)
+    bp = bin_options(profile, problems, bins, "profile")
+    rows = []
+    for name in hardware:
+        hw = load_hardware(name)
+        for r in cost_rows(bp, spec, hw, slo_s=slo_s):
+            cfg = canonical_config(r["config"])
+            p = config_parts(cfg)
+            rows.append(
+                {
+                    "hardware": hw.name,
+                    "strategy": r["strategy"],
+                    "series": series_label(r["strategy"], p["select"], p["verifier"], p["agg"]),
+                    "config": cfg,
+                    "budget": r["budget"],
+                    "acc": 100 * r["accuracy"],
+                    "usd_per_1k": r["usd_per_1k_queries"],
+                    "latency_s": r["latency_s"],
+                    "meets_slo": bool(r["meets_slo"]),
+                }
+            )
+    out = pd.DataFrame(rows)
+    out = out[out["config"].map(lambda c: config_parts(c)["agg"] in ("last", "none"))]
+    return out.sort_values(["hardware", "series", "budget", "config"]).reset_index(drop=True)
+
+
+def cost_tradeoff(
+    profile: pd.DataFrame,
+    problems: pd.DataFrame,
+    model: str,
+    hardware: Sequence[str] = DEFAULT_HARDWARE,
+    slo_s: float | None = None,
+) -> alt.HConcatChart:
+    """Accuracy against $ per 1k queries and against latency per query (log scales) for every
+    option, one colour per hardware profile; the SLO, when given, is a dashed line."""
+    data = cost_table(profile, problems, model, hardware, slo_s)
+    if data.empty:
+        raise Missing("no option to price")
+    hw_sort = sorted(data["hardware"].unique())
+    tip = ["hardware:N", "series:N", "budget:Q", "acc:Q", "usd_per_1k:Q", "latency_s:Q"]
+
+    def panel(field: str, title: str) -> alt.Chart:
+        return (
+            alt.Chart(data)
+            .mark_point(filled=True, opacity=0.8)
+            .encode(
+                x=alt.X(f"{field}:Q", title=title, scale=alt.Scale(type="log")),
+                y=alt.Y("acc:Q", title="accuracy (%, mean over bins)"),
+                color=alt.Color("hardware:N", title="hardware", sort=hw_sort),
+                shape=alt.Shape(
+                    "strategy:N", title="strategy", sort=sorted(data["strategy"].unique())
+                ),
+                tooltip=tip,
+            )
+            .properties(width=WIDTH + 40, height=HEIGHT + 30)
+        )
+
+    usd = panel("usd_per_1k", "$ per 1k queries (log)").properties(title="Accuracy against cost")
+    lat = panel("latency_s", "latency per query (s, log)")
+    if slo_s is not None:
+        rule = (
+            alt.Chart(pd.DataFrame({"slo": [float(slo_s)]}))
+            .mark_rule(strokeDash=[4, 4], color="red")
+            .encode(x="slo:Q")
+        )
+        lat = alt.layer(lat, rule).properties(title=f"Accuracy against latency (SLO {slo_s:g} s)")
+    else:
+        lat = lat.properties(title="Accuracy against latency (no SLO given)")
+    return alt.hconcat(usd, lat).properties(
+        title=f"Serving cost of each option for {load_model(model).name}, per hardware profile"
+    )
+
+
+def _in_run(run: RunTables, name: str) -> str:
+    """A path in report.json is relative to the run directory; a shipped name stays a name."""
+    p = run.root / name
+    return str(p) if p.exists() else name
+
+
+def build_cost(run: RunTables) -> alt.TopLevelMixin:
+    name = "cost"
+    profile = need(run.profile, f"{name}: needs profile.parquet (written by ttc curves)")
+    problems = need(run.problems, f"{name}: needs problems.parquet (written by ttc curves)")
+    model = run.context.get("model")
+    if not model:
+        raise Missing(
+            f"{name}: needs the served model (context 'model': a shipped name or a config "
+            "folder) in report.json (written by ttc demo)"
+        )
+    model = _in_run(run, str(model))
+    hardware = [_in_run(run, str(h)) for h in run.context.get("hardware") or DEFAULT_HARDWARE]
+    if run.context.get("cpu_hardware"):
+        hardware.append(_in_run(run, str(run.context["cpu_hardware"])))
+    slo = run.context.get("slo_s")
+    return guarded(
+        name,
+        lambda: cost_tradeoff(
+            profile, problems, str(model), hardware, None if slo is None else float(slo)
+        ),
+    )
