@@ -18,18 +18,41 @@ def test_demo_runs_the_main_job_on_the_quick_testbed(quick_testbed: Path, tmp_pa
     args = ["demo", "--quick", "--problems", "16", "--out", str(out), "--no-progress", "--json"]
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 0, res.output
-    plan = json.loads(res.stdout)
-    assert plan["per_budget"] and plan["per_budget"][-1]["choices"]  # a strategy per bin
+    doc = json.loads(res.stdout)
+    assert doc["per_budget"] and doc["per_budget"][-1]["choices"]  # a strategy per bin
+    assert [f["key"] for f in doc["findings"]] == ["a", "b", "c", "d", "e"]
+    assert Path(doc["report"]) == out / "report" / "index.html" and Path(doc["report"]).is_file()
     samples, meta = read_table(out / "samples" / "samples.parquet", SAMPLES)
     assert set(samples["strategy"]) == {"sample", "beam", "lookahead", "dvts", "revisions"}
+    assert {4, 16} <= set(samples.loc[samples["strategy"] == "beam", "config"].map(_n))
     assert samples["problem_id"].nunique() == 16
     assert meta["model_params"] > 0 and meta["dataset_id"].startswith("testbed(")
+    # the plan is fitted on one half, the policy evaluated on the other
+    fit, _ = read_table(out / "fit" / "samples" / "samples.parquet", SAMPLES)
+    held, _ = read_table(out / "heldout" / "samples" / "samples.parquet", SAMPLES)
+    assert not set(fit["problem_id"]) & set(held["problem_id"])
+    assert fit["problem_id"].nunique() + held["problem_id"].nunique() == 16
     profile, _ = read_table(out / "profile" / "profile.parquet", PROFILE)
-    assert {1.0, 16.0} <= set(profile["budget"])
-    assert (out / "plan" / "summary.json").is_file()
-    # a second call reuses the sweep (nothing re-run) and prints the same plan
+    assert set(profile["problem_id"]) == set(fit["problem_id"]) and 16.0 in set(profile["budget"])
+    assert json.loads((out / "plan" / "summary.json").read_text())["bin_column"] == "predicted_bin"
+    assert json.loads((out / "policy.json").read_text())["probe"]["k"] == 4
+    evaluation = json.loads((out / "evaluation.json").read_text())
+    assert [e["budget"] for e in doc["evaluation"]] == [b["budget"] for b in evaluation["budgets"]]
+    large, large_meta = read_table(out / "large" / "profile" / "profile.parquet", PROFILE)
+    assert large_meta["model_params"] > meta["model_params"] and not large.empty
+    context = json.loads((out / "report.json").read_text())
+    assert context["ratios"] == [0.16, 0.79, 22.0] and context["model_multiplier"] > 1
+    assert (out / context["cpu_hardware"]).is_file()
+    assert (out / "report" / "summary.json").is_file()
+    # a second call reuses every stage and prints the same plan and findings
     again = CliRunner().invoke(main, args)
-    assert again.exit_code == 0 and json.loads(again.stdout)["per_budget"] == plan["per_budget"]
+    assert again.exit_code == 0, again.output
+    redo = json.loads(again.stdout)
+    assert redo["per_budget"] == doc["per_budget"] and redo["findings"] == doc["findings"]
+
+
+def _n(config: str) -> int:
+    return int(json.loads(config)["n"])
 
 
 def test_demo_rejects_too_few_problems(tmp_path: Path) -> None:

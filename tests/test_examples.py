@@ -33,7 +33,7 @@ QWEN = SHARED / "data" / "samples" / "qwen25math_rm8" / "math_cot_100.jsonl"
 # Examples that are parsed, not run, and why. Keys are prefixes of the example's command line.
 PARSE_ONLY: dict[str, str] = {
     "ttc demo --problems 400": "a long run by design (400 problems on the default testbed)",
-    "ttc demo --testbed runs/testbed-paper": "needs the paper-scale testbed (19 min of training)",
+    "ttc demo --scale paper": "trains the paper-scale testbed (19 min) on a fresh machine",
     "ttc testbed train --out runs/testbed": "trains the default testbed (8 minutes)",
     "ttc profile --config data/configs/math500.toml": "MATH-500 in full on the default testbed",
     "ttc profile --model /models/qwen": "a user's checkpoint on a GPU",

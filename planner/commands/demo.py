@@ -1,18 +1,19 @@
 """`ttc demo`: the README's main job, end to end on the CPU testbed.
 
-Train (or reuse from the cache) the testbed, profile every strategy on a few hundred testbed
-problems at small budgets, estimate the curves and print the compute-optimal plan.
+Every stage is in `profiling.demo.run_demo`; this command parses, runs it, builds the report
+(`reports.build.build_report`) and prints the plan, the paper's findings and the report's path.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
-from planner.commands.common import handle_errors, json_option
+from planner.commands.common import echo_json, handle_errors, json_option
+from planner.commands.plan import render_summary
+from planner.errors import PlannerError
 
-DEFAULT_CONFIG = "testbed.toml"
+QUICK_LEVELS = (1, 2, 3)
+QUICK_MAX_NEW_TOKENS = 96
 
 
 @click.command("demo")
@@ -22,7 +23,7 @@ DEFAULT_CONFIG = "testbed.toml"
     default="ttc-demo",
     show_default=True,
     type=click.Path(file_okay=False),
-    help="Output directory: samples/, profile/ and plan/ go inside.",
+    help="Run directory: samples/, large/, profile/, plan/, policy.json, report/ go inside.",
 )
 @click.option(
     "--quick",
@@ -34,7 +35,14 @@ DEFAULT_CONFIG = "testbed.toml"
     "n_problems",
     type=int,
     default=None,
-    help="Testbed problems to profile [default: the config's 120, or 48 with --quick].",
+    help="Testbed problems to profile [default: the config's 120, or 32 with --quick].",
+)
+@click.option(
+    "--scale",
+    type=click.Choice(["default", "paper"]),
+    default="default",
+    show_default=True,
+    help="Testbed scale: paper trains the ~13x larger LM (the paper's M).",
 )
 @click.option(
     "--testbed",
@@ -48,7 +56,13 @@ DEFAULT_CONFIG = "testbed.toml"
     "config_path",
     default=None,
     type=click.Path(dir_okay=False),
-    help="Run config [default: data/configs/testbed.toml].",
+    help="The policy's run config [default: data/configs/demo.toml].",
+)
+@click.option(
+    "--calibrate/--no-calibrate",
+    default=True,
+    show_default=True,
+    help="Measure this CPU (ttc calibrate) for the cost figure.",
 )
 @click.option("--seed", type=int, default=None, help="Run seed (default: the config's).")
 @click.option(
@@ -60,105 +74,97 @@ def demo_cmd(
     out_dir: str,
     quick: bool,
     n_problems: int | None,
+    scale: str,
     testbed_dir: str | None,
     config_path: str | None,
     seed: int | None,
+    calibrate: bool,
     progress: bool,
     as_json: bool,
 ) -> None:
-    """Run the main job on the embedded default: testbed -> profile -> curves -> plan.
+    """Run the main job: testbed -> profile -> curves -> plan -> policy -> exchange -> report.
 
-    Reruns reuse everything already computed (the testbed cache, the sweep's checkpoints).
+    Profiles every strategy at several budgets (and the larger LM's own pools, on the second
+    core), fits the plan and the policy on half the problems and evaluates the policy on the
+    other half, then writes OUT/report/index.html. Reruns reuse everything already computed.
 
     \b
     Examples:
       ttc demo
       ttc demo --quick --problems 32 --out runs/demo
       ttc demo --problems 400            # more problems: tighter intervals, longer run
-      ttc demo --testbed runs/testbed-paper
+      ttc demo --scale paper             # the ~13x larger LM (trains once, ~20 min)
     """
     import sys
-    from dataclasses import replace
+    import time
 
-    from planner.commands.curves import curves_cmd
-    from planner.commands.plan import plan_cmd
-    from planner.data import shipped_dir
-    from planner.errors import PlannerError
-    from profiling.sweep.config import load_config
-    from profiling.sweep.runner import run_sweep
+    from profiling.demo import DemoSettings, run_demo
+    from reports.build import build_report
 
-    if n_problems is not None and n_problems < 8:
-        raise PlannerError(
-            f"--problems must be >= 8 (the plan needs problems in every bin), got {n_problems}"
-        )
-    cfg_file = Path(config_path) if config_path else shipped_dir("configs") / DEFAULT_CONFIG
-    cfg = load_config(cfg_file)
-    testbed = testbed_dir or ("quick" if quick else cfg.testbed)
-    n = n_problems or (48 if quick else cfg.data.n)
-    cfg = replace(
-        cfg,
-        testbed=testbed,
-        data=replace(cfg.data, n=n, limit=None, offset=0),
-        seed=cfg.seed if seed is None else seed,
-    )
-    out = Path(out_dir)
-    log = (lambda msg: click.echo(msg, err=True)) if not as_json else (lambda msg: None)
-    log(
-        f"[1/3] profiling {len(cfg.strategies)} strategy configs on {n} testbed problems "
-        f"(testbed: {testbed}; trained once, then cached) -> {out / 'samples'}"
-    )
-    show = progress and sys.stderr.isatty()
     try:
-        result = run_sweep(cfg, out / "samples", resume=True, progress=show)
-    except PlannerError as exc:
-        if "of another config" not in str(exc):
-            raise
-        # The demo owns OUT/samples: after a testbed or config change, start it afresh.
-        import shutil
+        settings = DemoSettings(
+            testbed=testbed_dir or ("quick" if quick else scale),
+            n_problems=n_problems or (32 if quick else None),
+            # the quick testbed learns levels 1-3 only: short solutions, a short cap
+            levels=QUICK_LEVELS if quick and not testbed_dir else None,
+            max_new_tokens=QUICK_MAX_NEW_TOKENS if quick else None,
+            seed=seed,
+            config=config_path,
+            calibrate=calibrate,
+        )
+    except ValueError as exc:
+        raise PlannerError(str(exc)) from None
+    t0 = time.monotonic()
 
-        log(f"      {out / 'samples'} holds an older demo run; profiling afresh")
-        shutil.rmtree(out / "samples")
-        result = run_sweep(cfg, out / "samples", resume=True, progress=show)
-    log(
-        f"      {result.samples} samples ({result.units_run} shards run, "
-        f"{result.units_resumed} reused)"
-    )
-    ctx = click.get_current_context()
-    log(f"[2/3] estimating accuracy-vs-budget curves -> {out / 'profile'}")
-    # click fills in every option not named here with its default.
-    _invoke(
-        ctx,
-        curves_cmd,
-        quiet=as_json,
-        samples_dir=str(out / "samples"),
-        out_dir=str(out / "profile"),
-        mc_samples=200,
-        seed=cfg.seed,
-        as_json=as_json,
-    )
-    log(f"[3/3] compute-optimal plan per difficulty bin -> {out / 'plan'}")
-    _invoke(
-        ctx,
-        plan_cmd,
-        quiet=False,
-        profile_dir=str(out / "profile"),
-        out_dir=str(out / "plan"),
-        n_boot=200,
-        seed=cfg.seed,
-        as_json=as_json,
-    )
+    def log(msg: str) -> None:
+        if not as_json:
+            click.echo(f"{time.monotonic() - t0:6.1f}s {msg}", err=True)
 
-
-def _invoke(ctx: click.Context, cmd: click.Command, quiet: bool, **kwargs: object) -> None:
-    """Run a sub-command; `quiet` keeps its output off stdout (with --json only the plan prints)."""
-    import contextlib
-    import io
-
-    if not quiet:
-        ctx.invoke(cmd, **kwargs)
+    show = progress and sys.stderr.isatty()
+    res = run_demo(settings, out_dir, log, progress=show)
+    log(f"writing the report -> {res.out / 'report'}")
+    report = build_report(res.out, res.out / "report")
+    log("done")
+    index = res.out / "report" / "index.html"
+    if as_json:
+        echo_json(
+            {
+                "out": str(res.out),
+                "report": str(index),
+                "per_budget": res.plan_summary["per_budget"],
+                "findings": report.summary["findings"],
+                "evaluation": [
+                    {"budget": b["budget"], **b["goal"]} for b in res.evaluation["budgets"]
+                ],
+            }
+        )
         return
-    with contextlib.redirect_stdout(io.StringIO()):
-        ctx.invoke(cmd, **kwargs)
+    click.echo(render_summary(res.plan_summary))
+    click.echo("")
+    click.echo(render_findings(report.summary["findings"]))
+    click.echo(render_heldout(res.evaluation, res.heldout_problems))
+    click.echo(f"\nreport: {index}")
+
+
+def render_heldout(evaluation: dict, n: int) -> str:
+    """The policy's promise against the held-out half, at its largest budget."""
+    b = evaluation["budgets"][-1]
+    o = b["overall"]
+    return (
+        f"\nthe policy on {n} held-out problems at budget {b['budget']:g}: promised "
+        f"{100 * o['predicted_accuracy']:.1f}%, realised {100 * o['realised_accuracy']:.1f}% "
+        f"[{100 * o['realised_ci_lo']:.1f}, {100 * o['realised_ci_hi']:.1f}], FLOPs "
+        f"{o['flops_ratio']:.2f}x the promise"
+    )
+
+
+def render_findings(found: list[dict]) -> str:
+    """One line per finding of the paper: its key, mark and evidence."""
+    lines = ["the paper's findings on this run:"]
+    for f in found:
+        lines.append(f"  ({f['key']}) {f['mark']}: {f['claim']}")
+        lines.append(f"      {f['evidence']}")
+    return "\n".join(lines)
 
 
 COMMANDS = [demo_cmd]

@@ -10,8 +10,8 @@ Format (every key optional unless marked; see data/configs/*.toml)::
     shard_size = 8           # problems per checkpoint shard
     timing = true            # record wall_s; false writes NaN so tables are byte-identical
     testbed = "quick"        # quick | default | paper | a directory: resolves "testbed:<m>" paths
-    executor = "local"       # local | ray
-    workers = 2              # ray workers
+    executor = "local"       # local | pool | ray
+    workers = 2              # pool or ray workers
     address = ""             # ray cluster address ("" = start a local cluster)
     threads = 1              # torch CPU threads per worker (small models run fastest on one)
 
@@ -56,7 +56,7 @@ from profiling.strategies import STRATEGIES
 from profiling.sweep.datasets import DataSpec
 from profiling.verifiers import MODES, PRM_FORMATS
 
-EXECUTORS = ("local", "ray")
+EXECUTORS = ("local", "pool", "ray")
 VERIFIER_KINDS = ("prm", "likelihood", "self")
 DTYPES = ("float32", "float16", "bfloat16")
 # Keys the sweep sets itself (never the user): per-problem seeds and the data set's grader.
@@ -245,7 +245,7 @@ class RunConfig:
     )
     workers: int = field(
         default=2,
-        metadata={"flag": "--workers", "help": "Ray workers (each loads the models once)."},
+        metadata={"flag": "--workers", "help": "Pool or Ray workers (each loads the models once)."},
     )
     address: str | None = field(
         default=None,

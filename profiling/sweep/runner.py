@@ -43,6 +43,7 @@ from planner.tables import (
 )
 from profiling.sweep.config import RunConfig
 from profiling.sweep.datasets import ProblemSet, load_problems
+from profiling.sweep.pool_exec import PoolExecutor
 from profiling.sweep.ray_exec import RayExecutor
 from profiling.sweep.resolve import resolve
 from profiling.sweep.units import LocalExecutor, SaveUnit, Unit, make_units
@@ -63,6 +64,7 @@ class Executor(Protocol):
 # with the resolved config and the data set's grader name.
 EXECUTOR_TYPES: dict[str, Callable[[RunConfig, str], Executor]] = {
     "local": LocalExecutor,
+    "pool": PoolExecutor,
     "ray": RayExecutor,
 }
 
