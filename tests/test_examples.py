@@ -22,6 +22,7 @@ from pathlib import Path
 
 import click
 import pytest
+from cli_commands import all_commands
 from click.testing import CliRunner
 
 from planner.cli import main
@@ -49,13 +50,6 @@ PARSE_ONLY_EXACT: dict[str, str] = {
 }
 
 
-def _walk(group: click.Group, prefix: tuple[str, ...] = ()):
-    for name, cmd in sorted(group.commands.items()):
-        yield (*prefix, name), cmd
-        if isinstance(cmd, click.Group):
-            yield from _walk(cmd, (*prefix, name))
-
-
 def _join_continued(lines: list[str]) -> list[str]:
     out: list[str] = []
     buf = ""
@@ -74,7 +68,7 @@ def help_examples() -> list[str]:
     """Example command lines of every `--help`, continuation lines joined, comments dropped."""
     found: list[str] = []
     runner = CliRunner()
-    for path, _ in [((), main), *_walk(main)]:
+    for path, _ in [((), main), *all_commands(main)]:
         text = runner.invoke(main, [*path, "--help"]).output
         block = re.search(r"Examples?:\n(.*?)(?:\n\s*\n|\Z)", text, re.S)
         if block:

@@ -7,21 +7,15 @@ from pathlib import Path
 
 import click
 import pytest
+from cli_commands import all_commands
 from click.testing import CliRunner
 
 from planner.cli import main
 
 
-def _all_commands(group: click.Group, prefix: tuple[str, ...] = ()):
-    for name, cmd in sorted(group.commands.items()):
-        yield (*prefix, name), cmd
-        if isinstance(cmd, click.Group):
-            yield from _all_commands(cmd, (*prefix, name))
-
-
 def test_every_command_has_help_with_an_example():
     runner = CliRunner()
-    seen = list(_all_commands(main))
+    seen = list(all_commands(main))
     assert seen
     for path, cmd in seen:
         res = runner.invoke(main, [*path, "--help"])
