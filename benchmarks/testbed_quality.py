@@ -154,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
             *rev["groups"].items(),
             *[(f"L{lv}", f) for lv, f in rev["levels"].items()],
         ]:
-            d = f.get("last_minus_first") or {"mean": f["last"] - f["first"], "ci95": float("nan")}
+            d = f.get("last_minus_first") or {"mean": f["last"] - f["first"], "ci95": None}
+            ci = "n/a" if d["ci95"] is None else f"{d['ci95']:.3f}"
             m = f.get("m")
             sel = (
                 f"  chain majority@{m} {f[f'chain_majority@{m}']:.3f} vs parallel "
@@ -164,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(
                 f"{name:>11s} | first {f['first']:.3f}  last {f['last']:.3f} ({d['mean']:+.3f} ± "
-                f"{d['ci95']:.3f})  by position {f['by_position']}{sel}"
+                f"{ci})  by position {f['by_position']}{sel}"
             )
 
     if rev:

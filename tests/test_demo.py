@@ -21,6 +21,10 @@ def test_demo_runs_the_main_job_on_the_quick_testbed(quick_testbed: Path, tmp_pa
     doc = json.loads(res.stdout)
     assert doc["per_budget"] and doc["per_budget"][-1]["choices"]  # a strategy per bin
     assert [f["key"] for f in doc["findings"]] == ["a", "b", "c", "d", "e"]
+    # the quick testbed solves some problems, so every finding is tested on data (its mark may
+    # well be inconclusive with 16 problems), and the compute-optimal curve is not all zero
+    assert all(f["mark"] != "not testable" for f in doc["findings"]), doc["findings"]
+    assert max(b["methods"]["compute_optimal"]["accuracy"] for b in doc["per_budget"]) > 0
     assert Path(doc["report"]) == out / "report" / "index.html" and Path(doc["report"]).is_file()
     samples, meta = read_table(out / "samples" / "samples.parquet", SAMPLES)
     assert set(samples["strategy"]) == {"sample", "beam", "lookahead", "dvts", "revisions"}

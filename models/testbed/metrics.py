@@ -69,12 +69,13 @@ def subset_accuracy(
 
 def mean_with_ci(values: Sequence[float]) -> dict:
     """``{"mean", "ci95", "n"}`` of paired differences, rounded to 4 decimals as in the manifest:
-    the mean and the half-width of its normal 95% interval (NaN for one value; None for none)."""
+    the mean and the half-width of its normal 95% interval (None for one value, whose interval is
+    unknown, so the manifest stays valid JSON and equal to itself; all None for no values)."""
     v = np.asarray(values, dtype=float)
     if len(v) == 0:
         return {"mean": None, "ci95": None, "n": 0}
     return {
         "mean": round(float(v.mean()), 4),
-        "ci95": round(half_width(v, z=_Z_MANIFEST), 4),
+        "ci95": round(half_width(v, z=_Z_MANIFEST), 4) if len(v) > 1 else None,
         "n": len(v),
     }

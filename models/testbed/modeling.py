@@ -11,7 +11,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -116,9 +116,10 @@ def pad_batch(
 
 
 def pretrain_batch(
-    seed: int, step: int, batch_size: int
+    seed: int, step: int, batch_size: int, levels: Sequence[int] = DEFAULT_LEVELS
 ) -> tuple[list[list[int]], list[list[int]]]:
-    """The pretraining batch of one step: one level per batch (little padding), seeded by step.
+    """The pretraining batch of one step: one level of `levels` per batch (little padding), seeded
+    by step.
 
     The loss covers the completion and <eos>, not the random question digits.
     (Packing several examples per row was tried for pretraining: same tokens and steps, policy
@@ -127,7 +128,7 @@ def pretrain_batch(
     """
     codec = CharCodec()
     rng = random.Random(f"testbed-pretrain:{seed}:{step}")
-    level = rng.choice(DEFAULT_LEVELS)
+    level = rng.choice(tuple(levels))
     seqs, masks = [], []
     for _ in range(batch_size):
         p = sample_problem(rng, level)
@@ -138,8 +139,10 @@ def pretrain_batch(
     return seqs, masks
 
 
-def packed_batch(seed: int, step: int, batch_size: int) -> tuple[list[list[int]], list[list[int]]]:
-    """`batch_size` examples of random levels, `PACK_EXAMPLES` to a row:
+def packed_batch(
+    seed: int, step: int, batch_size: int, levels: Sequence[int] = DEFAULT_LEVELS
+) -> tuple[list[list[int]], list[list[int]]]:
+    """`batch_size` examples of random levels of `levels`, `PACK_EXAMPLES` to a row:
     ``<bos>Q: ..\n<completion><eos>Q: ..\n<completion><eos>...``.
 
     A model pretrained on one example per row solves a question only right after <bos> (pass@1
@@ -153,7 +156,7 @@ def packed_batch(seed: int, step: int, batch_size: int) -> tuple[list[list[int]]
     for start in range(0, batch_size, PACK_EXAMPLES):
         seq, mask = [codec.bos_id], [0]
         for _ in range(min(PACK_EXAMPLES, batch_size - start)):
-            p = sample_problem(rng, rng.choice(DEFAULT_LEVELS))
+            p = sample_problem(rng, rng.choice(tuple(levels)))
             prompt = codec.encode(format_prompt(p.question))
             completion = [*codec.encode(p.completion), codec.eos_id]
             seq += prompt + completion
@@ -324,13 +327,15 @@ def pretrain(
     desc: str,
     progress: bool,
     threads_from: tuple[int, int] | None = None,
+    levels: Sequence[int] = DEFAULT_LEVELS,
 ) -> tuple[LlamaForCausalLM, dict]:
-    """Train one LM from scratch on the testbed task; returns the model and its training record."""
+    """Train one LM from scratch on the testbed task (questions of `levels`); returns the model
+    and its training record."""
     model = build_model(spec, seed)
     codec = CharCodec()
 
     def loss_fn(m: torch.nn.Module, step: int) -> tuple[torch.Tensor, int]:
-        seqs, masks = pretrain_batch(seed, step, train.batch_size)
+        seqs, masks = pretrain_batch(seed, step, train.batch_size, levels)
         ids, att, labels = pad_batch(seqs, masks, codec.pad_id)
         return lm_loss(m, ids, att, labels), sum(len(s) for s in seqs)
 

@@ -214,7 +214,10 @@ def train_reviser(
         # policy's own solving (fine-tuning on a few hundred revision examples eroded it without
         # replay) and teaches it to solve the last question after other text.
         seqs, masks = packed_batch(
-            settings.seed + REVISER_SEED_OFFSET, step, spec.train.batch_size - n_rev
+            settings.seed + REVISER_SEED_OFFSET,
+            step,
+            spec.train.batch_size - n_rev,
+            settings.levels,
         )
         if spec.grouped:
             # Revision examples and replay rows padded apart (the same loss, half the padding).

@@ -55,6 +55,7 @@ def _pretrain_stage(which: str) -> StageFn:
             desc=f"{which} LM",
             progress=progress,
             threads_from=late,
+            levels=settings.levels,
         )
         save_model(model, out / "model")
         record["stage_seconds"] = round(time.perf_counter() - t0, 2)

@@ -253,6 +253,7 @@ def build_manifest(settings: TestbedSettings, records: dict[str, dict]) -> dict:
         "task": {
             "name": "arithmetic-restated",
             "levels": list(task.DEFAULT_LEVELS),
+            "trained_levels": list(settings.levels),
             "max_value": task.MAX_VALUE,
             "prompt_format": task.PROMPT_FORMAT,
             "step_delimiter": task.STEP_DELIMITER,
