@@ -13,6 +13,8 @@ directory that `reports.build.build_report` reads.
 - `plan/`: the compute-optimal plan on predicted bins (probe cost charged, two-fold CV);
 - `policy.json` and `evaluation.json`: the exported policy and its check on the held-out half;
 - `hardware/this-machine.json`: this CPU as `ttc calibrate` measures it;
+- `model.json`: the policy model's shapes and parameter count as a model data row (what the cost
+  figure needs), so the run directory is self-contained and holds no path of this machine;
 - `report.json`: the report's settings (M, R values, hardware, SLO); no wall time;
 - `demo.json`: the hashes of the two sample tables and the settings the later stages used (a
   change rebuilds every stage after the sweeps).
@@ -34,6 +36,7 @@ from typing import Any
 import numpy as np
 from planner.data import shipped_dir
 
+from planner.costs.modelspec import read_hf_config
 from planner.errors import PlannerError
 from planner.tables import (
     PROBLEMS,
@@ -327,7 +330,7 @@ def run_demo(
     context: dict[str, Any] = {
         "model_multiplier": round(m, 4),
         "ratios": list(RATIOS),
-        "model": str(Path(resolved.model.path).resolve()),
+        "model": _write_model_row(Path(resolved.model.path), out),
         "hardware": ["h100-sxm"],
         "slo_s": SLO_S,
     }
@@ -350,7 +353,7 @@ def run_demo(
 
 # What the stages after the sweeps derive from the samples; rebuilt when the samples change.
 _DERIVED = ("fit", "heldout", "profile", "plan", "large/profile")
-_DERIVED_FILES = ("policy.json", "evaluation.json", "report.json")
+_DERIVED_FILES = ("policy.json", "evaluation.json", "model.json", "report.json")
 STAMP_FILE = "demo.json"
 
 
@@ -378,6 +381,21 @@ def _drop_stale(out: Path, s: DemoSettings) -> None:
     for f in _DERIVED_FILES:
         (out / f).unlink(missing_ok=True)
     atomic_write_text(path, _dumps(stamp))
+
+
+def _write_model_row(model_dir: Path, out: Path) -> str:
+    """`out/model.json`: the served model as a data row (`ttc cost --model` reads it), written
+    from its config.json and safetensors headers; returns its path relative to `out`."""
+    spec = read_hf_config(model_dir, name="testbed-policy")
+    config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    row = {
+        "name": spec.name,
+        "config_source": "config.json of the testbed's policy (ttc testbed train)",
+        "n_params": {"value": spec.n_params, "source": "safetensors headers of the checkpoint"},
+        "config": config,
+    }
+    atomic_write_text(out / "model.json", _dumps(row))
+    return "model.json"
 
 
 def _params(samples_dir: Path) -> float:

@@ -29,6 +29,7 @@ def test_demo_runs_the_main_job_on_the_quick_testbed(quick_testbed: Path, tmp_pa
     samples, meta = read_table(out / "samples" / "samples.parquet", SAMPLES)
     assert set(samples["strategy"]) == {"sample", "beam", "lookahead", "dvts", "revisions"}
     assert {4, 16} <= set(samples.loc[samples["strategy"] == "beam", "config"].map(_n))
+    assert set(samples.loc[samples["strategy"] == "sample", "config"].map(_n)) == {64}
     assert samples["problem_id"].nunique() == 16
     assert meta["model_params"] > 0 and meta["dataset_id"].startswith("testbed(")
     # the plan is fitted on one half, the policy evaluated on the other
@@ -47,6 +48,9 @@ def test_demo_runs_the_main_job_on_the_quick_testbed(quick_testbed: Path, tmp_pa
     context = json.loads((out / "report.json").read_text())
     assert context["ratios"] == [0.16, 0.79, 22.0] and context["model_multiplier"] > 1
     assert (out / context["cpu_hardware"]).is_file()
+    # the run directory holds no path of this machine: the model is a data row inside it
+    assert context["model"] == "model.json" and (out / "model.json").is_file()
+    assert str(tmp_path) not in (out / "report.json").read_text()
     assert (out / "report" / "summary.json").is_file()
     # a second call reuses every stage and prints the same plan and findings
     again = CliRunner().invoke(main, args)

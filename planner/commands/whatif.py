@@ -257,7 +257,7 @@ def exchange_cmd(
 @click.option("--usd-per-hour", type=float, default=None, help="Override the hardware's price.")
 @click.option(
     "--train-mfu",
-    type=float,
+    type=click.FloatRange(0, 1, min_open=True),
     default=0.4,
     show_default=True,
     help="Model FLOPs utilisation of pretraining.",

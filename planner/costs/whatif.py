@@ -234,6 +234,8 @@ class Deployment:
             v = getattr(self, f)
             if not (math.isfinite(v) and v > 0):
                 raise ValueError(f"{f} must be a positive number, got {v!r}")
+        if not (math.isfinite(self.train_mfu) and 0 < self.train_mfu <= 1):
+            raise ValueError(f"train_mfu must be in (0, 1], got {self.train_mfu!r}")
 
 
 def _point(

@@ -17,7 +17,9 @@ a claim of several parts is reproduced when every part is and not reproduced whe
 not.
 
 (a) `plan/curves.parquet`: compute-optimal minus the plan's reference (weighted best-of-N with
-    the plan's verifier) at every budget of the plan, and the efficiency multiple (the budget the
+    the plan's verifier) at every budget of the plan up to the reference's largest option (at a
+    larger budget the reference cannot spend it, so those budgets are reported, not marked),
+    and the efficiency multiple (the budget the
     reference needs for compute-optimal's accuracy, over the budget) with its interval: part two
     holds where the multiple's interval lies above 1 at some budget, and fails when it reaches
     no higher than 1 at every budget (a multiple below 1 is no contradiction: in FLOPs the

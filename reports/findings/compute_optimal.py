@@ -29,6 +29,7 @@ from reports.findings.base import (
     combine,
     interval,
     num,
+    pts,
     rng_for,
     side,
     spread,
@@ -167,7 +168,17 @@ def finding_a(run: RunTables) -> Finding:
             m_lo = _multiple(float(c["ci_lo"]), t, cost, ref_curve["ci_hi"].to_numpy(float))
             m_hi = _multiple(float(c["ci_hi"]), t, cost, ref_curve["ci_lo"].to_numpy(float))
         rows.append((t, float(d), float(lo), float(hi), m, m_lo, m_hi))
-    beats = across_budgets([side(lo, hi) for _, _, lo, hi, *_ in rows])
+    # "At equal budget" holds only where the reference can spend the budget: beyond its largest
+    # option (the largest pool profiled) it is stuck at that option while compute-optimal may
+    # spend more, so those budgets are reported but not marked.
+    ref_cap = float(wb[_cost_column(curves, unit)].max())
+    equal = [r for r in rows if r[0] <= ref_cap * (1 + 1e-9)]
+    beyond = [r for r in rows if r[0] > ref_cap * (1 + 1e-9)]
+    if not equal:
+        return untestable(
+            "a", CLAIM, f"no budget of the plan is within the largest {ref} option ({ref_cap:g})"
+        )
+    beats = across_budgets([side(lo, hi) for _, _, lo, hi, *_ in equal])
     # "Matches it with less compute" is a claim that some budget has a multiple above 1; a
     # multiple below 1 (the reference's option costs less than the budget) contradicts nothing.
     if any(r[5] > 1 + EPS for r in rows):
@@ -186,7 +197,8 @@ def finding_a(run: RunTables) -> Finding:
     top = max(rows, key=lambda r: (r[5], -r[0]))  # where the multiple is surest
     evidence = (
         f"Compute-optimal minus {ref}: "
-        f"{spread([(f'budget {t:g}', d, lo, hi) for t, d, lo, hi, *_ in rows])}; efficiency "
+        f"{spread([(f'budget {t:g}', d, lo, hi) for t, d, lo, hi, *_ in equal])}"
+        f"{_beyond(beyond, ref_cap, unit)}; efficiency "
         f"multiple {_fmt_x(top[4])} [{_fmt_x(top[5])}, {_fmt_x(top[6])}] at budget {top[0]:g}; "
         f"{method}."
     )
@@ -198,6 +210,7 @@ def finding_a(run: RunTables) -> Finding:
         "n_boot": N_BOOT if isinstance(paired, _Paired) else 0,
         "beats_mark": beats,
         "matches_mark": matches,
+        "reference_largest_option": num(ref_cap),
         "per_budget": [
             {
                 "budget": num(t),
@@ -205,11 +218,19 @@ def finding_a(run: RunTables) -> Finding:
                 "efficiency_multiple": num(m),
                 "multiple_ci_lo": num(m_lo),
                 "multiple_ci_hi": num(m_hi),
+                "equal_budget": t <= ref_cap * (1 + 1e-9),
             }
             for t, d, lo, hi, m, m_lo, m_hi in rows
         ],
     }
     return Finding("a", CLAIM, combine([beats, matches]), evidence, numbers)
+
+
+def _beyond(rows: list[tuple], cap: float, unit: str) -> str:
+    if not rows:
+        return ""
+    each = ", ".join(f"{pts(d, lo, hi)} at {t:g}" for t, d, lo, hi, *_ in rows)
+    return f" (not marked, beyond the reference's largest option of {cap:g} {unit}: {each})"
 
 
 def _fmt_x(m: float) -> str:

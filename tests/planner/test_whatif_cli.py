@@ -202,6 +202,9 @@ def test_whatif_without_profile_and_with_hardware(profiles: tuple[Path, Path]) -
     assert p["cost"]["larger_model_pretrain_gpu_hours"] == pytest.approx(
         9 * p["cost"]["small_model_pretrain_gpu_hours"]
     )
+    base = ["--queries-per-day", "2e6", "-M", "9", "--model", "llama-3.1-8b"]
+    code, out = run(whatif_cmd, [*base, "--tokens-per-query", "600", "--train-mfu", "0"])
+    assert code == 2 and "--train-mfu" in out, out
     small, big = profiles
     code, out = run(
         whatif_cmd,

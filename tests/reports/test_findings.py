@@ -242,3 +242,17 @@ def test_the_marking_rules() -> None:
     assert combine(["inconclusive", "not reproduced"]) == "not reproduced"
     with pytest.raises(ValueError, match="mark"):
         Finding("a", "claim", "maybe", "")
+
+
+def test_a_marks_only_budgets_the_reference_can_spend() -> None:
+    # Beam search at 32 generations, the sample pool only up to 8: at 16 and 32 weighted
+    # best-of-N is stuck at 8, so those budgets are reported and left out of the mark.
+    run = build_run(findings_samples(160, seed=0, pool=8, beam={2: 0.3, 32: 0.6}, signal=0.6))
+    a = finding_a(run)
+    rows = {r["budget"]: r for r in a.numbers["per_budget"]}
+    assert a.numbers["reference_largest_option"] == 8
+    assert max(rows) == 32 and not rows[32]["equal_budget"] and rows[8]["equal_budget"]
+    assert "not marked, beyond the reference's largest option of 8 generations" in a.evidence
+    # the mark is decided by the budgets the reference can spend alone
+    only = [side(r["ci_lo"], r["ci_hi"]) for r in rows.values() if r["equal_budget"]]
+    assert a.numbers["beats_mark"] == across_budgets(only)

@@ -142,6 +142,9 @@ def test_whatif_without_profile_matches_the_formulas() -> None:
         whatif_report(Deployment((2e6,), 365.0, 9.0, 8e9, 15e12))
     with pytest.raises(ValueError, match="queries_per_day"):
         Deployment((), 365.0, 9.0, 8e9, 15e12)
+    # a pretraining MFU of 0 would divide by zero in the GPU-hours
+    with pytest.raises(ValueError, match="train_mfu"):
+        Deployment((2e6,), 365.0, 9.0, 8e9, 15e12, train_mfu=0.0)
 
 
 def test_whatif_with_profiles_prices_both_options(profiles: tuple[Path, Path]) -> None:
