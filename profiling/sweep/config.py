@@ -51,129 +51,21 @@ from pathlib import Path
 from typing import Any
 
 from planner.errors import PlannerError
-from planner.strategies import AGGS, CHAINS, SEARCH
+from planner.strategies import CHAINS, SEARCH
 from profiling.strategies import STRATEGIES
 from profiling.sweep.datasets import DataSpec
-from profiling.verifiers import MODES, PRM_FORMATS
+from profiling.sweep.specs import (  # noqa: F401 (the run config's tables, re-exported)
+    BACKENDS,
+    DTYPES,
+    VERIFIER_KINDS,
+    ModelConfig,
+    VerifierSpec,
+    _doc,
+)
 
 EXECUTORS = ("local", "pool", "ray")
-VERIFIER_KINDS = ("prm", "likelihood", "self")
-DTYPES = ("float32", "float16", "bfloat16")
 # Keys the sweep sets itself (never the user): per-problem seeds and the data set's grader.
 SWEEP_KEYS = ("seed", "grader")
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """A causal LM loaded from a local directory (or `testbed:<name>`): [model] and [reviser]."""
-
-    path: str = field(
-        metadata={"flag": "--model", "help": "Policy model directory (or testbed:policy)."}
-    )
-    device: str = field(
-        default="cpu",
-        metadata={
-            "flag": "--device",
-            "every_model": True,
-            "help": "cpu, cuda, cuda:1, mps (moves the reviser too).",
-        },
-    )
-    dtype: str = field(
-        default="float32",
-        metadata={"flag": "--dtype", "choices": DTYPES, "help": "Weights and activations dtype."},
-    )
-    batch_size: int = field(
-        default=64,
-        metadata={"flag": "--batch-size", "help": "Rows per forward batch of the policy."},
-    )
-    step_delimiter: str = field(
-        default="\n",
-        metadata={
-            "flag": "--step-delimiter",
-            "help": "Text that ends a solution step (search, verifiers).",
-        },
-    )
-    template: str = field(
-        default="{prompt}",
-        metadata={
-            "flag": "--template",
-            "help": "Prompt template with {prompt} (verifiers default to it).",
-        },
-    )
-    trust_remote_code: bool = field(
-        default=False,
-        metadata={
-            "flag": "--trust-remote-code",
-            "help": "Let transformers run the model folder's code.",
-        },
-    )
-
-    def __post_init__(self) -> None:
-        if not self.path:
-            raise ValueError("model.path must not be empty")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"model.dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
-        if not (self.device == "cpu" or self.device.startswith("cuda") or self.device == "mps"):
-            raise ValueError(f"model.device must be cpu, cuda[:i] or mps, got {self.device!r}")
-        if self.batch_size < 1:
-            raise ValueError(f"model.batch_size must be >= 1, got {self.batch_size}")
-        if "{prompt}" not in self.template:
-            raise ValueError("model.template must contain '{prompt}'")
-        if not self.step_delimiter:
-            raise ValueError("model.step_delimiter must not be empty")
-
-
-def _doc(text: str) -> dict[str, str]:
-    """Field metadata of a key set in a table of its own (no flag): its help text."""
-    return {"help": text}
-
-
-@dataclass(frozen=True)
-class VerifierSpec:
-    """One scorer ([[verifiers]], or `--verifier KIND:k=v,...`): a PRM (tag or
-    token-classification), a local LM's likelihood, or self-likelihood."""
-
-    kind: str = field(metadata=_doc("prm | likelihood | self."))
-    path: str | None = field(default=None, metadata=_doc("Model directory (or testbed:<name>)."))
-    name: str | None = field(default=None, metadata=_doc("Name in the verifier id."))
-    agg: str = field(default="last", metadata=_doc("Step aggregation: last | min | prod | mean."))
-    mode: str = field(default="process", metadata=_doc("process (every step) | outcome."))
-    stat: str = field(default="mean", metadata=_doc("Likelihood of a step: mean | min log-prob."))
-    format: str | None = field(
-        default=None,
-        metadata=_doc(
-            "PRM format: step_tag (Math-Shepherd), rlhflow (chat turns) or token_class; default: "
-            "the model's verifier.json, else its architecture."
-        ),
-    )
-    step_tag: str | None = field(default=None, metadata=_doc("step_tag PRM: the step tag."))
-    good_token: str | None = field(default=None, metadata=_doc("PRM: the 'good' label token."))
-    bad_token: str | None = field(default=None, metadata=_doc("PRM: the 'bad' label token."))
-    separator: str | None = field(default=None, metadata=_doc("PRM: text between steps."))
-    template: str | None = field(
-        default=None, metadata=_doc("Prompt template with {prompt} (default: the model's).")
-    )
-    batch_size: int = field(default=16, metadata=_doc("Sequences per scoring batch."))
-
-    def __post_init__(self) -> None:
-        if self.kind not in VERIFIER_KINDS:
-            raise ValueError(
-                f"verifiers.kind must be one of {', '.join(VERIFIER_KINDS)}, got {self.kind!r}"
-            )
-        if self.kind != "self" and not self.path:
-            raise ValueError(f"a {self.kind} verifier needs a path")
-        if self.agg not in AGGS:
-            raise ValueError(f"verifiers.agg must be last, min, prod or mean, got {self.agg!r}")
-        if self.mode not in MODES:
-            raise ValueError(f"verifiers.mode must be process or outcome, got {self.mode!r}")
-        if self.stat not in ("mean", "min"):
-            raise ValueError(f"verifiers.stat must be mean or min, got {self.stat!r}")
-        if self.batch_size < 1:
-            raise ValueError(f"verifiers.batch_size must be >= 1, got {self.batch_size}")
-        if self.format is not None and self.format not in PRM_FORMATS:
-            raise ValueError(
-                f"verifiers.format must be step_tag, rlhflow or token_class, got {self.format!r}"
-            )
 
 
 @dataclass(frozen=True)
@@ -296,7 +188,15 @@ class RunConfig:
         for k in ("executor", "workers", "address", "shard_size", "threads"):
             d.pop(k)
         d["strategies"] = [s.key for s in self.strategies]
+        # where a server runs and how hard it is driven do not change what it samples, so a run
+        # resumes against a restarted server on another port
+        for table in (d["model"], d["reviser"], *d["verifiers"]):
+            for k in _EXECUTION_MODEL_KEYS:
+                (table or {}).pop(k, None)
         return d
+
+
+_EXECUTION_MODEL_KEYS = ("base_url", "max_concurrency", "request_timeout")
 
 
 # The top-level keys of a run config: RunConfig's fields; all but these tables are scalars.

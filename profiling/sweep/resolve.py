@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from planner.errors import PlannerError
-from profiling.sweep.config import RunConfig, VerifierSpec, check_strategy
+from profiling.sweep.config import ModelConfig, RunConfig, VerifierSpec, check_strategy
 from profiling.verifiers import prm_format
 
 
@@ -88,12 +88,10 @@ def resolve(cfg: RunConfig) -> RunConfig:
     """Absolute model paths, testbed paths filled in, PRM tag defaults; checks every model dir."""
     testbed = _testbed_dir(cfg)
     manifest = json.loads((testbed / "manifest.json").read_text()) if testbed else {}
-    model = replace(cfg.model, path=_resolve(cfg.model.path, testbed, "model.path"))
-    _check_model_dir(model.path, "model.path")
+    model = _resolve_model(cfg.model, testbed, "model")
     reviser = None
     if cfg.reviser is not None:
-        reviser = replace(cfg.reviser, path=_resolve(cfg.reviser.path, testbed, "reviser.path"))
-        _check_model_dir(reviser.path, "reviser.path")
+        reviser = _resolve_model(cfg.reviser, testbed, "reviser")
     verifiers = []
     for i, v in enumerate(cfg.verifiers):
         if v.path is not None:
@@ -115,6 +113,22 @@ def resolve(cfg: RunConfig) -> RunConfig:
         verifiers=tuple(verifiers),
         testbed=None if testbed is None else str(testbed),
     )
+
+
+def _resolve_model(m: ModelConfig, testbed: Path | None, what: str) -> ModelConfig:
+    """Absolute paths (model_config too); a served model needs its server and name."""
+    m = replace(m, path=_resolve(m.path, testbed, f"{what}.path"))
+    if m.model_config:
+        m = replace(m, model_config=_resolve(m.model_config, testbed, f"{what}.model_config"))
+        _check_model_dir(m.model_config, f"{what}.model_config")
+    else:
+        _check_model_dir(m.path, f"{what}.path")
+    if m.backend == "openai" and not (m.base_url and m.served_model):
+        raise PlannerError(
+            f"{what}: the openai backend needs base_url and served_model "
+            "(--base-url URL --served-model NAME)"
+        )
+    return m
 
 
 def _prm_defaults(v: VerifierSpec, manifest_prm: dict[str, Any]) -> VerifierSpec:

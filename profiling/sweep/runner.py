@@ -263,6 +263,13 @@ def _finish(
                     "verifier_params",
                     "reviser_id",
                     "reviser_params",
+                    "backend",
+                    "base_url",
+                    "served_model",
+                    "max_model_len",
+                    "prefix_cache_hit_tokens",
+                    "prefix_cache_query_tokens",
+                    "prefix_cache_hit_rate",
                 )
                 if k in m
             }

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -93,10 +94,27 @@ class SweepModels:
         }
         if self.reviser is not None:
             meta.update(reviser_id=self.reviser.model_id, reviser_params=self.reviser.n_params)
+        if getattr(b, "served_model", None):
+            # a served policy: its server, and the prefix-cache hit rate so far
+            meta.update({k: v for k, v in b.metadata().items() if k not in meta or k == "device"})
         return meta
 
 
 def _backend(spec: ModelConfig) -> TransformersBackend:
+    if spec.backend == "openai":
+        from profiling.openai import open_backend
+
+        return open_backend(
+            _pick_url(str(spec.base_url)),
+            str(spec.served_model),
+            spec.model_config or spec.path,
+            max_concurrency=spec.max_concurrency,
+            timeout_s=spec.request_timeout,
+            template=PromptTemplate(template=spec.template),
+            step_delimiter=spec.step_delimiter,
+            batch_size=spec.batch_size,
+            dtype=spec.dtype,
+        )
     return TransformersBackend.load(
         spec.path,
         device=spec.device,
@@ -120,6 +138,17 @@ def _verifier(v: VerifierSpec, model: ModelConfig) -> Verifier:
     )
     if v.name:
         common["name"] = v.name
+    if v.base_url:
+        from profiling.openai import open_verifier
+
+        if v.kind == "prm" and prm_format(path, v.format) != "step_tag":
+            raise ValueError(f"verifier {path}: a served PRM must be of the step_tag format")
+        keys = ("step_tag", "good_token", "bad_token", "separator") if v.kind == "prm" else ()
+        extra = {k: getattr(v, k) for k in keys if getattr(v, k) is not None}
+        if v.kind == "likelihood":
+            extra["stat"] = v.stat
+        url, served = _pick_url(v.base_url), str(v.served_model)
+        return open_verifier(v.kind, url, served, path, **extra, **common)
     if v.kind == "likelihood":
         return LikelihoodVerifier.load(path, stat=v.stat, **common)
     keys = ("format", *_PRM_KEYS.get(prm_format(path, v.format), ()))
@@ -127,8 +156,16 @@ def _verifier(v: VerifierSpec, model: ModelConfig) -> Verifier:
     return load_prm(path, **extra, **common)
 
 
+def _pick_url(urls: str) -> str:
+    """One of a comma-separated list of server URLs: workers (processes) spread over them."""
+    choices = [u.strip() for u in urls.split(",") if u.strip()]
+    return choices[os.getpid() % len(choices)]
+
+
 def _params(v: Verifier) -> int:
     s = getattr(v, "s", None)
+    if getattr(s, "n_params", None) is not None:
+        return int(s.n_params)
     model = getattr(s, "model", None)
     return 0 if model is None else int(sum(p.numel() for p in model.parameters()))
 
@@ -182,5 +219,8 @@ class LocalExecutor:
     def run(self, units: Sequence[Unit], save: SaveUnit, bar: Any) -> dict[str, Any]:
         meta = self.runner.metadata()
         for u in units:
-            save(u, self.runner.run(u, on_problem=lambda: bar.update(1)), meta)
+            rows = self.runner.run(u, on_problem=lambda: bar.update(1))
+            # read after the unit: a served policy's metadata holds its prefix-cache hit rate
+            meta = self.runner.metadata()
+            save(u, rows, meta)
         return meta

@@ -68,6 +68,25 @@ def step_texts(c: Candidate, delimiter: str, mode: str) -> list[str]:
     return steps
 
 
+def tagged_ids(
+    prompt_ids: list[int],
+    steps: Sequence[str],
+    enc: Any,
+    separator: str | None,
+    tag_ids: Sequence[int],
+) -> tuple[list[int], list[int]]:
+    """A step-tag PRM's input (prompt, then each step followed by the tag, steps joined by
+    `separator`) and the position of every tag, where the step's score is read."""
+    ids = list(prompt_ids)
+    tags: list[int] = []
+    for i, step in enumerate(steps):
+        if i and separator:
+            ids += enc(separator)
+        ids += [*enc(step), *tag_ids]
+        tags.append(len(ids) - 1)
+    return ids, tags
+
+
 def check_agg_mode(agg: str, mode: str) -> None:
     if agg not in AGGS:
         raise ValueError(f"agg must be one of {AGGS}, got {agg!r}")

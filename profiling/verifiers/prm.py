@@ -31,6 +31,7 @@ from profiling.verifiers.base import (
     load_meta,
     meta_for,
     step_texts,
+    tagged_ids,
 )
 from profiling.verifiers.token_class import TokenClassPRM
 
@@ -283,14 +284,8 @@ class LMCandidatePRM(_CandidateTokenPRM):
         return cls(model, tok, name=meta.pop("name", path.name), **meta)
 
     def _build(self, c: Candidate) -> tuple[list[int], list[int]]:
-        ids = self.s.prompt_ids(c)
-        tags: list[int] = []
-        for i, step in enumerate(step_texts(c, self.s.delimiter, self.mode)):
-            if i:
-                ids += self.s.enc(self.separator) if self.separator else []
-            ids += self.s.enc(step) + self.tag_ids
-            tags.append(len(ids) - 1)
-        return ids, tags
+        steps = step_texts(c, self.s.delimiter, self.mode)
+        return tagged_ids(self.s.prompt_ids(c), steps, self.s.enc, self.separator, self.tag_ids)
 
 
 class RLHFlowPRM(_CandidateTokenPRM):

@@ -1,0 +1,135 @@
+"""Profiling through a serving engine: the backend Protocol over an OpenAI-compatible server.
+
+    from profiling.openai import open_backend
+
+    backend = open_backend(
+        base_url="http://localhost:8000",   # the server (with or without /v1)
+        served_model="policy",              # a name in its /v1/models
+        model_config="testbed/policy",      # local folder: the served model's config.json +
+                                            # tokenizer (FLOPs meter, prompt token ids)
+        max_concurrency=32,                 # requests in flight at once
+        timeout_s=600.0,                    # seconds for one answer
+        connect_timeout_s=10.0,
+        retries=4,                          # extra tries on connection errors, time-outs, 5xx
+        template=None,                      # profiling.backend.PromptTemplate (default {prompt})
+        step_delimiter="\\n",
+        batch_size=64,                      # rows per search batch (as in-process)
+    )
+    rows = profiling.run("beam", problems, backend, verifiers, {"n": 16, "m": 4})
+
+`open_backend(base_url, served_model, model_config, *, max_concurrency=32, timeout_s=600.0,
+connect_timeout_s=10.0, retries=4, backoff_s=0.5, api_key=None, template=None,
+step_delimiter="\\n", batch_size=64, dtype="float32", max_model_len=None) -> OpenAIBackend`
+checks the server first (reachable, serves `served_model`, `max_model_len` known, the local
+tokenizer equal to the served one on a probe text via `/tokenize`, `logprobs` and
+`prompt_logprobs` returned) and raises one `PlannerError` otherwise.
+
+`OpenAIBackend` samples pools (`n`, temperature, top-p, seed, max tokens), searches step by step
+(`ServerSearchState`: one step per request with the step's stop tokens, every row in flight at
+once, the shared prefix served from the server's prefix cache) and meters FLOPs as the in-process
+backend does; `metadata()` adds the server's prefix-cache hit rate since the backend opened.
+`ServerLikelihood` and `ServerStepTagPRM` (`open_verifier`) score through a server too; any
+in-process verifier also works with a served policy. `launch.VLLMServer` starts a local vLLM
+server (tests, benchmarks).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from profiling.backend import PromptTemplate
+from profiling.openai.backend import OpenAIBackend, open_policy
+from profiling.openai.client import ClientConfig, OpenAIClient
+from profiling.openai.state import ServerSearchState
+from profiling.openai.verifiers import ServerLikelihood, ServerStepTagPRM
+
+
+def make_client(
+    base_url: str,
+    *,
+    max_concurrency: int = 32,
+    timeout_s: float = 600.0,
+    connect_timeout_s: float = 10.0,
+    retries: int = 4,
+    backoff_s: float = 0.5,
+    api_key: str | None = None,
+) -> OpenAIClient:
+    return OpenAIClient(
+        ClientConfig(
+            base_url=base_url,
+            max_concurrency=max_concurrency,
+            timeout_s=timeout_s,
+            connect_timeout_s=connect_timeout_s,
+            retries=retries,
+            backoff_s=backoff_s,
+            api_key=api_key,
+        )
+    )
+
+
+def open_backend(
+    base_url: str,
+    served_model: str,
+    model_config: str | Path,
+    *,
+    max_concurrency: int = 32,
+    timeout_s: float = 600.0,
+    connect_timeout_s: float = 10.0,
+    retries: int = 4,
+    backoff_s: float = 0.5,
+    api_key: str | None = None,
+    template: PromptTemplate | None = None,
+    step_delimiter: str = "\n",
+    batch_size: int = 64,
+    dtype: str = "float32",
+    max_model_len: int | None = None,
+) -> OpenAIBackend:
+    """A checked backend for the model `served_model` of the server at `base_url`."""
+    client = make_client(
+        base_url,
+        max_concurrency=max_concurrency,
+        timeout_s=timeout_s,
+        connect_timeout_s=connect_timeout_s,
+        retries=retries,
+        backoff_s=backoff_s,
+        api_key=api_key,
+    )
+    return open_policy(
+        client,
+        served_model,
+        model_config,
+        template=template,
+        step_delimiter=step_delimiter,
+        batch_size=batch_size,
+        dtype=dtype,
+        max_model_len=max_model_len,
+    )
+
+
+def open_verifier(
+    kind: str, base_url: str, served_model: str, model_config: str | Path, **kwargs: Any
+) -> ServerLikelihood | ServerStepTagPRM:
+    """`kind` "likelihood" or "prm" (step-tag format) scored by the server at `base_url`;
+    kwargs are the verifier's (name, stat, agg, mode, template, delimiter, tags...) plus the
+    client's max_concurrency, timeout_s, retries."""
+    client_keys = ("max_concurrency", "timeout_s", "connect_timeout_s", "retries", "backoff_s")
+    client = make_client(base_url, **{k: kwargs.pop(k) for k in client_keys if k in kwargs})
+    if kind == "likelihood":
+        return ServerLikelihood(client, served_model, model_config, **kwargs)
+    if kind == "prm":
+        return ServerStepTagPRM(client, served_model, model_config, **kwargs)
+    raise ValueError(f"a served verifier is 'likelihood' or 'prm' (step-tag), got {kind!r}")
+
+
+__all__ = [
+    "ClientConfig",
+    "OpenAIBackend",
+    "OpenAIClient",
+    "ServerLikelihood",
+    "ServerSearchState",
+    "ServerStepTagPRM",
+    "make_client",
+    "open_backend",
+    "open_verifier",
+]

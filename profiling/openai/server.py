@@ -1,0 +1,171 @@
+"""What the harness checks and reads on a server before and while it profiles through it.
+
+`check_server` runs once when a backend opens, so a misconfigured run fails before anything is
+written, with one clear error: the server unreachable, the served model not there, no
+`max_model_len`, a tokenizer that does not match the local one (vLLM's `/tokenize` on a probe
+text), a server that returns no `logprobs` or `prompt_logprobs`. `PrefixCacheMeter` reads vLLM's
+prefix-cache counters from `/metrics` (Prometheus text) so a run can record its hit rate.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from planner.errors import PlannerError
+from profiling.openai.client import OpenAIClient
+
+# Text with digits, operators, letters and the step delimiter: the testbed's alphabet and the
+# usual pieces of math prompts, so a tokenizer that splits them differently shows up.
+PROBE_TEXT = "Q: 12+7*3=?\nA: 7*3=21\n12+21=33\nThe answer is 33.\n"
+
+_HITS = ("vllm:prefix_cache_hits_total", "vllm:gpu_prefix_cache_hits_total")
+_QUERIES = ("vllm:prefix_cache_queries_total", "vllm:gpu_prefix_cache_queries_total")
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """What a server said about its model."""
+
+    served_model: str
+    max_model_len: int
+    root: str
+
+
+def served_models(client: OpenAIClient) -> dict[str, dict[str, Any]]:
+    """{id: entry} of `/v1/models`."""
+    body = client.get_json("/v1/models")
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, list):
+        raise PlannerError(
+            f"server {client.root}: /v1/models has no model list ({str(body)[:200]})"
+        )
+    return {str(m.get("id")): m for m in data if isinstance(m, dict)}
+
+
+def check_server(
+    client: OpenAIClient,
+    served_model: str,
+    tokenizer: Any,
+    *,
+    what: str = "model",
+    max_model_len: int | None = None,
+) -> ServerInfo:
+    """Check the server serves `served_model` with the local `tokenizer` and returns log-probs;
+    `max_model_len` from the server (or given, for servers that do not report it)."""
+    models = served_models(client)
+    if served_model not in models:
+        raise PlannerError(
+            f"{what}: server {client.root} does not serve {served_model!r} "
+            f"(it serves: {', '.join(sorted(models)) or 'nothing'}); "
+            "set served_model to one of them"
+        )
+    entry = models[served_model]
+    limit = max_model_len or entry.get("max_model_len")
+    if not isinstance(limit, int) or limit < 2:
+        raise PlannerError(
+            f"{what}: server {client.root} reports no max_model_len for {served_model!r} "
+            "in /v1/models (a vLLM server does)"
+        )
+    _check_tokenizer(client, served_model, tokenizer, what)
+    _check_logprobs(client, served_model, tokenizer, what)
+    return ServerInfo(served_model, int(limit), client.root)
+
+
+def _check_tokenizer(client: OpenAIClient, served_model: str, tokenizer: Any, what: str) -> None:
+    local = list(tokenizer.encode(PROBE_TEXT, add_special_tokens=False))
+    body = client.post_json(
+        "/tokenize", {"model": served_model, "prompt": PROBE_TEXT, "add_special_tokens": False}
+    )
+    remote = body.get("tokens") if isinstance(body, dict) else None
+    if not isinstance(remote, list):
+        raise PlannerError(
+            f"{what}: server {client.root} has no /tokenize answer for {served_model!r}; "
+            "cannot check the local tokenizer against the served model's"
+        )
+    if [int(t) for t in remote] != local:
+        first = next(
+            (i for i, (a, b) in enumerate(zip(local, remote, strict=False)) if a != b),
+            min(len(local), len(remote)),
+        )
+        raise PlannerError(
+            f"{what}: the local tokenizer does not match the served model {served_model!r}: "
+            f"{PROBE_TEXT!r} encodes to {len(local)} tokens here and {len(remote)} on the "
+            f"server, first difference at token {first} (local {local[first : first + 4]}, "
+            f"server {remote[first : first + 4]}); point model_config at the served model's "
+            "folder"
+        )
+
+
+def _check_logprobs(client: OpenAIClient, served_model: str, tokenizer: Any, what: str) -> None:
+    ids = list(tokenizer.encode(PROBE_TEXT, add_special_tokens=False))[:8] or [0]
+    body = client.post_json(
+        "/v1/completions",
+        {
+            "model": served_model,
+            "prompt": ids,
+            "max_tokens": 1,
+            "temperature": 0.0,
+            "logprobs": 0,
+            "prompt_logprobs": 0,
+            "return_tokens_as_token_ids": True,
+        },
+    )
+    choice = (body.get("choices") or [{}])[0] if isinstance(body, dict) else {}
+    lp = choice.get("logprobs") or {}
+    missing = []
+    if not lp.get("token_logprobs") or not str((lp.get("tokens") or [""])[0]).startswith(
+        "token_id:"
+    ):
+        missing.append("logprobs with return_tokens_as_token_ids")
+    plp = choice.get("prompt_logprobs")
+    if not isinstance(plp, list) or len(plp) != len(ids):
+        missing.append("prompt_logprobs")
+    if missing:
+        raise PlannerError(
+            f"{what}: server {client.root} returned no {' and no '.join(missing)} for "
+            f"{served_model!r}; the harness needs them (a vLLM server gives both)"
+        )
+
+
+_METRIC = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+([-+0-9.eE]+|NaN|[+-]Inf)\s*$")
+
+
+def read_counters(text: str, names: tuple[str, ...]) -> float | None:
+    """The sum over label sets of the first metric of `names` present in Prometheus text."""
+    for name in names:
+        total, seen = 0.0, False
+        for line in text.splitlines():
+            m = _METRIC.match(line.strip())
+            if m and m.group(1) == name:
+                total += float(m.group(3))
+                seen = True
+        if seen:
+            return total
+    return None
+
+
+class PrefixCacheMeter:
+    """vLLM's prefix-cache counters (prompt tokens looked up, tokens found cached) since the
+    meter was made; None where the server exposes none."""
+
+    def __init__(self, client: OpenAIClient) -> None:
+        self.client = client
+        self.start = self._read()
+
+    def _read(self) -> tuple[float, float] | None:
+        text = self.client.get_text("/metrics")
+        hits, queries = read_counters(text, _HITS), read_counters(text, _QUERIES)
+        return None if hits is None or queries is None else (hits, queries)
+
+    def delta(self) -> dict[str, float] | None:
+        now = self._read()
+        if now is None or self.start is None:
+            return None
+        hits, queries = now[0] - self.start[0], now[1] - self.start[1]
+        return {
+            "prefix_cache_hit_tokens": hits,
+            "prefix_cache_query_tokens": queries,
+            "prefix_cache_hit_rate": hits / queries if queries > 0 else 0.0,
+        }
