@@ -25,6 +25,7 @@ _COMMAND_MODULES = [
     "planner.commands.profile",
     "planner.commands.demo",
     "planner.commands.testbed",
+    "planner.commands.serve",
 ]
 
 

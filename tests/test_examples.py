@@ -39,9 +39,11 @@ PARSE_ONLY: dict[str, str] = {
     "ttc profile --config data/configs/math500.toml": "MATH-500 in full on the default testbed",
     "ttc profile --model /models/qwen": "a user's checkpoint on a GPU",
     "ttc profile --config run.toml --out runs/big --executor ray": "needs a running Ray cluster",
+    "ttc profile --backend openai": "needs a running vLLM server (tests/profiling/openai)",
     "ttc curves runs/math500": "reads the output of the MATH-500 run above",
     "ttc plan runs/math500-profile": "reads the output of the MATH-500 run above",
     "ttc profile --model models/qwen": "a user's checkpoint on a GPU",
+    "ttc serve --policy": "starts a server that runs until stopped (tests/profiling/gateway)",
 }
 # Parsed, not run, when the example is exactly this line: `ttc demo` alone trains the default
 # testbed on a fresh machine (the README's first command); `ttc demo --quick ...` runs here.

@@ -1,0 +1,133 @@
+"""Micro-batching: requests that arrive together share the model's forward passes.
+
+Each worker thread takes the first waiting request, keeps collecting for `window_s` (or until
+`max_batch`), and runs the batch through `Engine.run` on the policy each request started with (a
+reload between arrival and run does not change a request's policy). The in-process backend has
+one worker (torch already uses the cores); an upstream backend has several, so many requests are
+in flight at the server at once. Results go back to the event loop as futures.
+
+The window is adaptive: a request that finds the server idle (the last batch held one request
+and nothing else waits) runs at once, so a lone client never pays the window; under load the
+window lets the requests of a burst gather into one batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from profiling.gateway.engine import Ask, Engine, Reply
+from profiling.gateway.loading import LoadedPolicy
+
+
+@dataclass
+class _Job:
+    loaded: LoadedPolicy
+    ask: Ask
+    future: asyncio.Future
+    loop: asyncio.AbstractEventLoop
+
+
+class Batcher:
+    """Queue of requests served by `workers` threads in micro-batches."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        window_s: float = 0.02,
+        max_batch: int = 32,
+        workers: int = 1,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.window_s = window_s
+        self.max_batch = max_batch
+        self.on_batch = on_batch
+        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._threads = [
+            threading.Thread(target=self._loop, name=f"ttc-batcher-{i}", daemon=True)
+            for i in range(workers)
+        ]
+        self._started = False
+        self._last_size = 0
+
+    def start(self) -> None:
+        if not self._started:
+            for t in self._threads:
+                t.start()
+            self._started = True
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Finish queued work, then end the workers."""
+        if not self._started:
+            return
+        for _ in self._threads:
+            self._queue.put(None)
+        for t in self._threads:
+            t.join(timeout_s)
+        self._started = False
+
+    async def submit(self, loaded: LoadedPolicy, ask: Ask) -> Reply:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future = loop.create_future()
+        self._queue.put(_Job(loaded, ask, fut, loop))
+        return await fut
+
+    # -- worker --------------------------------------------------------------------------------
+    def _collect(self, first: _Job) -> tuple[list[_Job], bool]:
+        jobs = [first]
+        idle = self._last_size <= 1 and self._queue.empty()
+        deadline = time.monotonic() + (0.0 if idle else self.window_s)
+        while len(jobs) < self.max_batch:
+            left = deadline - time.monotonic()
+            try:
+                job = self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is None:
+                return jobs, True
+            jobs.append(job)
+        return jobs, False
+
+    def _loop(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            jobs, stop = self._collect(first)
+            self._last_size = len(jobs)
+            # One engine call per policy: requests keep the policy they started with.
+            by_policy: dict[int, list[_Job]] = {}
+            for j in jobs:
+                by_policy.setdefault(id(j.loaded), []).append(j)
+            for group in by_policy.values():
+                self._run(group)
+            if stop:
+                return
+
+    def _run(self, jobs: list[_Job]) -> None:
+        if self.on_batch is not None:
+            self.on_batch(len(jobs))
+        try:
+            replies: list[Any] = self.engine.run(jobs[0].loaded.policy, [j.ask for j in jobs])
+        except Exception as exc:  # every waiting request gets the error, the worker lives on
+            for j in jobs:
+                j.loop.call_soon_threadsafe(_set_exception, j.future, exc)
+            return
+        for j, r in zip(jobs, replies, strict=True):
+            j.loop.call_soon_threadsafe(_set_result, j.future, r)
+
+
+def _set_result(fut: asyncio.Future, value: Any) -> None:
+    if not fut.done():
+        fut.set_result(value)
+
+
+def _set_exception(fut: asyncio.Future, exc: BaseException) -> None:
+    if not fut.done():
+        fut.set_exception(exc)

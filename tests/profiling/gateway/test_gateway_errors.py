@@ -1,0 +1,106 @@
+"""Each refusal in the OpenAI error shape, each followed by a good request (no error leaves the
+server in a bad state); the API key; the upstream failure mapping."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from gateway_support import ServerThread
+from openai import AuthenticationError, OpenAI
+
+from planner.policy import Policy
+from profiling.gateway.app import Gateway, Limits
+from profiling.gateway.upstream import upstream_error
+
+pytestmark = pytest.mark.slow
+
+PROMPT = "Q: 2+3\n"
+
+
+def _good(c: httpx.Client) -> None:
+    r = c.post("/v1/completions", json={"model": "policy", "prompt": PROMPT})
+    assert r.status_code == 200, r.text
+    assert r.json()["choices"][0]["text"] is not None
+
+
+def _error(r: httpx.Response, status: int) -> dict:
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert set(err) == {"message", "type", "param", "code"} and err["message"]
+    return err
+
+
+def test_each_error_then_a_good_request(server, policy_file) -> None:
+    top = Policy.load(policy_file).budgets[-1]
+    with httpx.Client(base_url=server.url, timeout=120) as c:
+        post = c.post
+        _error(post("/v1/completions", content=b'{"model": "policy", "prompt": '), 400)
+        _good(c)
+        _error(post("/v1/completions", content=b"\xff\xfe"), 400)
+        _good(c)
+        err = _error(post("/v1/completions", json={"model": "policy", "prompt": "x", "k": 1}), 400)
+        assert err["param"] == "k" and "unknown field" in err["message"]
+        _good(c)
+        err = _error(post("/v1/chat/completions", json={"model": "policy", "prompt": "x"}), 400)
+        assert err["param"] == "prompt"
+        _good(c)
+        err = _error(post("/v1/completions", json={"model": "gpt-4", "prompt": "x"}), 404)
+        assert err["code"] == "model_not_found"
+        _error(post("/v1/completions", json={"model": "policy@lots", "prompt": "x"}), 404)
+        _good(c)
+        err = _error(
+            post("/v1/completions", json={"model": f"policy@{top * 2:g}", "prompt": "x"}), 400
+        )
+        assert err["code"] == "budget_out_of_range"
+        assert all(f"{b:g}" in err["message"] for b in Policy.load(policy_file).budgets)
+        body = {"model": "policy", "prompt": "x", "ttc_budget": top + 1}
+        _error(post("/v1/completions", json=body), 400)
+        _good(c)
+        _error(
+            post("/v1/completions", json={"model": "policy", "prompt": "x", "stream": True}), 400
+        )
+        _error(post("/v1/completions", json={"model": "policy", "prompt": "x", "n": 2}), 400)
+        _error(
+            post("/v1/completions", json={"model": "policy", "prompt": "x", "max_tokens": 10**6}),
+            400,
+        )
+        _error(post("/v1/completions", json={"model": "policy", "prompt": "x" * 5000}), 413)
+        _error(post("/v1/completions", json=[1, 2]), 400)
+        _good(c)
+        r = post("/v1/completions", json={"model": "policy", "prompt": PROMPT, "max_tokens": 3})
+        assert r.status_code == 200 and r.json()["ttc"]["usage"]["probe_tokens"] <= 3 * 4
+        metrics = c.get("/metrics").text
+    assert 'status="400"' in metrics and 'status="404"' in metrics and 'status="413"' in metrics
+
+
+def test_the_api_key_guards_every_route_but_healthz(engine, served_policy) -> None:
+    gw = Gateway(engine, str(served_policy), api_key="s3cret", limits=Limits())
+    with ServerThread(gw) as s, httpx.Client(base_url=s.url, timeout=120) as c:
+        assert c.get("/healthz").status_code == 200
+        for method, path in (("GET", "/v1/models"), ("GET", "/metrics"),
+                             ("POST", "/v1/completions"), ("POST", "/admin/reload")):  # fmt: skip
+            err = _error(c.request(method, path), 401)
+            assert err["type"] == "authentication_error"
+            wrong = c.request(method, path, headers={"Authorization": "Bearer nope"})
+            _error(wrong, 401)
+        ok = {"Authorization": "Bearer s3cret"}
+        assert c.get("/v1/models", headers=ok).status_code == 200
+        client = OpenAI(base_url=f"{s.url}/v1", api_key="s3cret")
+        assert client.completions.create(model="policy", prompt=PROMPT).choices
+        with pytest.raises(AuthenticationError):
+            OpenAI(base_url=f"{s.url}/v1", api_key="wrong").models.list()
+
+
+def test_upstream_failures_map_to_502_and_504() -> None:
+    req = httpx.Request("POST", "http://127.0.0.1:9/v1/completions")
+    try:
+        raise RuntimeError("sampling failed") from httpx.ConnectError("refused", request=req)
+    except RuntimeError as exc:
+        assert upstream_error(exc).status == 502
+    try:
+        raise RuntimeError("sampling failed") from httpx.ReadTimeout("slow", request=req)
+    except RuntimeError as exc:
+        assert upstream_error(exc).status == 504
+    assert upstream_error(ConnectionRefusedError()).status == 502
+    assert upstream_error(TimeoutError()).status == 504
+    assert upstream_error(ValueError("bug")).status == 500
