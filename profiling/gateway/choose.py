@@ -18,8 +18,8 @@ from planner.strategies import aggregate
 
 @dataclass
 class Pick:
-    """One candidate answer of a request: its text (None where a strategy keeps only the
-    extracted answer), extracted answer and step scores by verifier id."""
+    """One candidate answer of a request: its text (None where a strategy kept only the extracted
+    answer), extracted answer and step scores by verifier id."""
 
     text: str | None
     answer: str | None

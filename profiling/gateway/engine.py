@@ -347,7 +347,7 @@ class Engine:
         out: list[list[Pick]] = [[] for _ in problems]
         for r in rows:
             i = pos[r["problem_id"]]
-            pick = Pick(None, r["answer"], gen_tokens=int(r["gen_tokens"]))
+            pick = Pick(r.get("text"), r["answer"], gen_tokens=int(r["gen_tokens"]))
             pick.steps[vid] = list(r["step_scores"])
             pick.scores[vid] = float(r["score"])
             out[i].append(pick)

@@ -132,6 +132,9 @@ def row(
         "gen_flops": float(gen_flops),
         "verifier_flops": float(verifier_flops),
         "wall_s": float(wall_s),
+        # Not a column of the samples table (the sweep drops it): what the gateway returns as
+        # the completion of a search or revision strategy.
+        "text": outcome.candidate.text,
     }
 
 

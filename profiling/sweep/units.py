@@ -200,8 +200,9 @@ class UnitRunner:
                 out = strategy.run([problem], backend, list(self.models.verifiers), config)
             except ValueError as exc:
                 raise PlannerError(f"{unit.strategy.key} on {problem.problem_id}: {exc}") from None
-            if not self.cfg.timing:
-                for r in out:
+            for r in out:
+                r.pop("text", None)  # kept out of the tables and of the executors' pickles
+                if not self.cfg.timing:
                     r["wall_s"] = math.nan
             rows += out
             if on_problem is not None:

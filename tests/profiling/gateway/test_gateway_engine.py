@@ -20,11 +20,13 @@ ROOT = Path(__file__).resolve().parents[3]
 VID = "lik:large:mean"
 
 
-def _with_decisions(policy_file: Path, strategy: str, config: dict, option_budget: float) -> Policy:
+def _with_decisions(
+    policy_file: Path, strategy: str, config: dict, option_budget: float, reused: bool = False
+) -> Policy:
     doc = json.loads(policy_file.read_text())
     for d in [*doc["decisions"], doc["fallback"]]:
         d.update(strategy=strategy, config=canonical_config(config), option_budget=option_budget)
-        d["probe_reused"] = False
+        d["probe_reused"] = reused
     return Policy.from_dict(doc, "edited policy")
 
 
@@ -49,18 +51,23 @@ def test_search_and_revision_decisions_run(engine, policy_file, strategy, config
         assert r.decision.strategy == strategy
         assert r.spend.candidate_tokens > 0 and r.spend.candidate_flops > 0
         assert r.spend.probe_flops > 0 and len(r.probe_scores) == policy.k
+        # the completion is the chosen candidate's whole text (its steps, then its answer line)
+        assert r.answer is None or r.text.rstrip().endswith(r.answer), r.text
+        assert "\n" in r.text.strip() and len(r.text) > len(r.answer or ""), r.text
 
 
 @pytest.mark.slow
 def test_a_pool_reuses_the_probes(engine, policy_file) -> None:
-    policy = Policy.load(policy_file)
-    pool = [d for d in policy.doc["decisions"] if d["strategy"] == "sample" and d["probe_reused"]]
-    if not pool:
-        pytest.skip("the policy made here reuses no probes")
+    base = Policy.load(policy_file)
+    # The probes' own pool (same sampler), read at k candidates: the probes are the pool.
+    config = {**json.loads(base.doc["probe"]["config"]), "select": "weighted", "agg": "last"}
+    config["verifier"] = VID
+    policy = _with_decisions(policy_file, "sample", config, float(base.k), reused=True)
     replies = engine.run(policy, [Ask("Q: 3+4\n", float(policy.budgets[-1]))])
     d = replies[0].decision
-    if d.strategy == "sample" and d.probe_reused and d.option_budget <= policy.k:
-        assert replies[0].spend.candidate_tokens == 0  # the probes are the pool
+    assert d.strategy == "sample" and d.probe_reused and d.option_budget == policy.k
+    assert replies[0].spend.candidate_tokens == 0  # the probes are the pool
+    assert replies[0].text  # a pool returns the chosen probe's text
 
 
 def test_choose_follows_the_selection_rules() -> None:
