@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 from transformers import AutoModelForCausalLM, PreTrainedModel
@@ -10,22 +12,31 @@ from transformers.utils import logging as hf_logging
 from models.testbed.tokenizer import build_tokenizer
 
 
+@contextlib.contextmanager
+def _no_hf_bars() -> Iterator[None]:
+    """transformers' per-file bars ("Loading weights", "Writing model shards") would print under
+    the testbed's own progress (and with --no-progress too)."""
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
+
+
 def save_model(model: PreTrainedModel, out: Path) -> None:
     """Write the model and the testbed's tokenizer to `out` (loadable with `from_pretrained`)."""
     out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
+    with _no_hf_bars():
+        model.save_pretrained(out)
     build_tokenizer().save_pretrained(out)
 
 
 def load_hf_model(path: Path) -> PreTrainedModel:
-    """`AutoModelForCausalLM.from_pretrained` in eval mode, without its per-load progress bar."""
-    was = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
+    """`AutoModelForCausalLM.from_pretrained` in eval mode."""
+    with _no_hf_bars():
         model = AutoModelForCausalLM.from_pretrained(path)
-    finally:
-        if was:
-            hf_logging.enable_progress_bar()
     model.eval()
     return model
 

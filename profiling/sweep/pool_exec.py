@@ -22,7 +22,10 @@ def _run_unit(args: tuple[RunConfig, str, Unit]) -> tuple[str, list[dict], dict[
     global _RUNNER
     cfg, grader, unit = args
     if _RUNNER is None:
-        _RUNNER = UnitRunner(cfg, grader, threads=cfg.threads)
+        # The pool numbers its processes from 1 (one server of a --base-url list each).
+        ident = multiprocessing.current_process()._identity
+        worker = ident[0] - 1 if ident else 0
+        _RUNNER = UnitRunner(cfg, grader, threads=cfg.threads, worker=worker)
     return unit.name, _RUNNER.run(unit), _RUNNER.metadata()
 
 

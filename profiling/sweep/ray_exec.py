@@ -20,8 +20,8 @@ from profiling.sweep.units import SaveUnit, Unit, UnitRunner
 class _Worker:
     """A Ray actor body: loads the run's models once, then runs units."""
 
-    def __init__(self, cfg: RunConfig, grader: str, threads: int) -> None:
-        self.runner = UnitRunner(cfg, grader, threads=threads)
+    def __init__(self, cfg: RunConfig, grader: str, threads: int, worker: int) -> None:
+        self.runner = UnitRunner(cfg, grader, threads=threads, worker=worker)
 
     def metadata(self) -> dict[str, Any]:
         return self.runner.metadata()
@@ -81,7 +81,7 @@ def _run_units_ray(
         gpus = 1 if cfg.model.device.startswith("cuda") else 0
         actor_cls = ray.remote(num_cpus=1, num_gpus=gpus)(_Worker)
         n = min(cfg.workers, len(units))
-        actors = [actor_cls.remote(cfg, grader, cfg.threads) for _ in range(n)]
+        actors = [actor_cls.remote(cfg, grader, cfg.threads, i) for i in range(n)]
         try:
             meta = ray.get(actors[0].metadata.remote())
         except ray.exceptions.RayActorError as exc:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -65,15 +64,15 @@ def make_units(cfg: RunConfig, problems: Sequence[Problem]) -> list[Unit]:
 class SweepModels:
     """The policy backend, the optional reviser backend and the verifiers of one run."""
 
-    def __init__(self, cfg: RunConfig) -> None:
+    def __init__(self, cfg: RunConfig, worker: int = 0) -> None:
         from transformers.utils import logging as hf_logging
 
         # One sweep progress bar, not one "Loading weights" bar per model and worker.
         hf_logging.disable_progress_bar()
         try:
-            self.backend = _backend(cfg.model)
-            self.reviser = _backend(cfg.reviser) if cfg.reviser is not None else None
-            self.verifiers = [_verifier(v, cfg.model) for v in cfg.verifiers]
+            self.backend = _backend(cfg.model, worker)
+            self.reviser = _backend(cfg.reviser, worker) if cfg.reviser is not None else None
+            self.verifiers = [_verifier(v, cfg.model, worker) for v in cfg.verifiers]
         except (OSError, ValueError) as exc:
             # transformers' messages span lines; the CLI promises one.
             raise PlannerError(f"loading models: {' '.join(str(exc).split())}") from None
@@ -100,12 +99,12 @@ class SweepModels:
         return meta
 
 
-def _backend(spec: ModelConfig) -> TransformersBackend:
+def _backend(spec: ModelConfig, worker: int = 0) -> TransformersBackend:
     if spec.backend == "openai":
         from profiling.openai import open_backend
 
         return open_backend(
-            _pick_url(str(spec.base_url)),
+            _pick_url(str(spec.base_url), worker),
             str(spec.served_model),
             spec.model_config or spec.path,
             max_concurrency=spec.max_concurrency,
@@ -126,7 +125,7 @@ def _backend(spec: ModelConfig) -> TransformersBackend:
     )
 
 
-def _verifier(v: VerifierSpec, model: ModelConfig) -> Verifier:
+def _verifier(v: VerifierSpec, model: ModelConfig, worker: int = 0) -> Verifier:
     common: dict[str, Any] = {"agg": v.agg, "mode": v.mode}
     if v.kind == "self":
         return SelfLikelihood(stat=v.stat, delimiter=model.step_delimiter, **common)
@@ -147,7 +146,7 @@ def _verifier(v: VerifierSpec, model: ModelConfig) -> Verifier:
         extra = {k: getattr(v, k) for k in keys if getattr(v, k) is not None}
         if v.kind == "likelihood":
             extra["stat"] = v.stat
-        url, served = _pick_url(v.base_url), str(v.served_model)
+        url, served = _pick_url(v.base_url, worker), str(v.served_model)
         return open_verifier(v.kind, url, served, path, **extra, **common)
     if v.kind == "likelihood":
         return LikelihoodVerifier.load(path, stat=v.stat, **common)
@@ -156,10 +155,11 @@ def _verifier(v: VerifierSpec, model: ModelConfig) -> Verifier:
     return load_prm(path, **extra, **common)
 
 
-def _pick_url(urls: str) -> str:
-    """One of a comma-separated list of server URLs: workers (processes) spread over them."""
+def _pick_url(urls: str, worker: int) -> str:
+    """Worker `worker`'s server of a comma-separated list of URLs (replicas): workers 0, 1, ...
+    go round the list in order, so N workers over N replicas use each once."""
     choices = [u.strip() for u in urls.split(",") if u.strip()]
-    return choices[os.getpid() % len(choices)]
+    return choices[worker % len(choices)]
 
 
 def _params(v: Verifier) -> int:
@@ -173,14 +173,16 @@ def _params(v: Verifier) -> int:
 class UnitRunner:
     """Runs units with models loaded once; used in-process and inside each Ray worker."""
 
-    def __init__(self, cfg: RunConfig, grader: str, threads: int | None = None) -> None:
+    def __init__(
+        self, cfg: RunConfig, grader: str, threads: int | None = None, worker: int = 0
+    ) -> None:
         import torch
 
         if threads is not None:
             torch.set_num_threads(threads)
         self.cfg = cfg
         self.grader = grader
-        self.models = SweepModels(cfg)
+        self.models = SweepModels(cfg, worker)
 
     def metadata(self) -> dict[str, Any]:
         return self.models.metadata()

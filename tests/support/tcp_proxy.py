@@ -29,6 +29,7 @@ class TCPProxy:
         self.url = f"http://{host}:{self.port}"
         self._socks: list[socket.socket] = []
         self._lock = threading.Lock()
+        self.forwarded = 0  # connections passed on to the server
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -51,6 +52,7 @@ class TCPProxy:
                 continue
             with self._lock:
                 self._socks.append(upstream)
+                self.forwarded += 1
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=_pipe, args=(a, b), daemon=True).start()
 
