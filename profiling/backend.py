@@ -129,34 +129,18 @@ class Backend(Protocol):
     def split_steps(self, token_ids: Sequence[int]) -> list[list[int]]: ...
 
 
-class SearchState:
-    """Partial solutions sharing one KV cache, with metered forward passes.
+class OwnerMeter:
+    """The costs a search state keeps per owner (prompt index), and their totals: every search
+    state (in-process or over a server) counts the same way, so budgets audit both alike."""
 
-    Each row has an owner (the index of the prompt it grew from, so several problems can be
-    searched in one batch); costs are kept per owner. flops count every real token fed to the
-    model (each prompt once, each generated token, rollouts and pruned branches included);
-    `generated` counts sampled tokens; `step_rows` the rows that produced tokens at each step.
-    """
+    flops_by: dict[int, float]
+    generated_by: dict[int, int]
+    step_rows_by: dict[int, list[int]]
 
-    def __init__(
-        self, backend: TransformersBackend, state: DecodeState, owners: Sequence[int]
-    ) -> None:
-        self.backend = backend
-        self.state = state
-        self.owners = list(owners)
-        self.flops_by: dict[int, float] = {o: 0.0 for o in set(self.owners)}
-        self.generated_by: dict[int, int] = {o: 0 for o in set(self.owners)}
-        self.step_rows_by: dict[int, list[int]] = {o: [] for o in set(self.owners)}
-        # forks made from this state (lookahead rollouts): budget tests audit them too
-        self.children: list[SearchState] = []
-
-    @property
-    def rows(self) -> int:
-        return self.state.batch_size
-
-    @property
-    def device(self) -> torch.device:
-        return self.state.device
+    def _init_meter(self, owners: Sequence[int]) -> None:
+        self.flops_by = dict.fromkeys(owners, 0.0)
+        self.generated_by = dict.fromkeys(owners, 0)
+        self.step_rows_by = {o: [] for o in owners}
 
     @property
     def flops(self) -> float:
@@ -171,6 +155,34 @@ class SearchState:
         """Rows (all owners) that produced tokens at each step() call."""
         steps = max((len(v) for v in self.step_rows_by.values()), default=0)
         return [sum(v[i] for v in self.step_rows_by.values() if i < len(v)) for i in range(steps)]
+
+
+class SearchState(OwnerMeter):
+    """Partial solutions sharing one KV cache, with metered forward passes.
+
+    Each row has an owner (the index of the prompt it grew from, so several problems can be
+    searched in one batch); costs are kept per owner. flops count every real token fed to the
+    model (each prompt once, each generated token, rollouts and pruned branches included);
+    `generated` counts sampled tokens; `step_rows` the rows that produced tokens at each step.
+    """
+
+    def __init__(
+        self, backend: TransformersBackend, state: DecodeState, owners: Sequence[int]
+    ) -> None:
+        self.backend = backend
+        self.state = state
+        self.owners = list(owners)
+        self._init_meter(sorted(set(self.owners)))
+        # forks made from this state (lookahead rollouts): budget tests audit them too
+        self.children: list[SearchState] = []
+
+    @property
+    def rows(self) -> int:
+        return self.state.batch_size
+
+    @property
+    def device(self) -> torch.device:
+        return self.state.device
 
     def select(self, indices: Sequence[int]) -> None:
         self.state.select(list(indices))

@@ -17,13 +17,14 @@ from typing import TYPE_CHECKING
 import torch
 
 from models.decoding import Generation
+from profiling.backend import OwnerMeter
 from profiling.flops import forward_flops
 
 if TYPE_CHECKING:
     from profiling.openai.backend import OpenAIBackend
 
 
-class ServerSearchState:
+class ServerSearchState(OwnerMeter):
     """Partial solutions of several prompts (owner = prompt index), metered like SearchState."""
 
     def __init__(
@@ -37,29 +38,13 @@ class ServerSearchState:
         self.prompts = [list(p) for p in prompts]
         self.owners = list(range(len(prompts)) if owners is None else owners)
         self.tokens = [list(t) for t in tokens] if tokens is not None else [[] for _ in self.owners]
-        all_owners = set(range(len(self.prompts)))
-        self.flops_by: dict[int, float] = dict.fromkeys(all_owners, 0.0)
-        self.generated_by: dict[int, int] = dict.fromkeys(all_owners, 0)
-        self.step_rows_by: dict[int, list[int]] = {o: [] for o in all_owners}
+        self._init_meter(range(len(self.prompts)))
         self.children: list[ServerSearchState] = []
         self.device = torch.device("cpu")
 
     @property
     def rows(self) -> int:
         return len(self.owners)
-
-    @property
-    def flops(self) -> float:
-        return sum(self.flops_by.values())
-
-    @property
-    def generated(self) -> int:
-        return sum(self.generated_by.values())
-
-    @property
-    def step_rows(self) -> list[int]:
-        steps = max((len(v) for v in self.step_rows_by.values()), default=0)
-        return [sum(v[i] for v in self.step_rows_by.values() if i < len(v)) for i in range(steps)]
 
     def select(self, indices: Sequence[int]) -> None:
         self.tokens = [list(self.tokens[i]) for i in indices]
