@@ -31,16 +31,17 @@ from profiling.openai.client import OpenAIClient
 from profiling.openai.server import check_server
 from profiling.verifiers.base import (
     Candidate,
+    PromptEncoder,
     Scored,
     check_agg_mode,
     load_meta,
     step_texts,
     tagged_ids,
 )
-from profiling.verifiers.likelihood import _step_stats
+from profiling.verifiers.likelihood import _step_stats, segment_ids
 
 
-class _LocalScorer:
+class _LocalScorer(PromptEncoder):
     """A verifier model's tokenizer, template and shape (its weights stay on the server)."""
 
     def __init__(
@@ -63,16 +64,7 @@ class _LocalScorer:
         self.add_special_tokens, self.batch_size = add_special_tokens, batch_size
         self.shape = shape_from_config(hf_config)
         self.n_params = count_params(hf_config)
-        self._enc: dict[tuple[str, bool], tuple[int, ...]] = {}
-
-    def enc(self, text: str, special: bool = False) -> list[int]:
-        key = (text, special)
-        if key not in self._enc:
-            self._enc[key] = tuple(self.tokenizer.encode(text, add_special_tokens=special))
-        return list(self._enc[key])
-
-    def prompt_ids(self, c: Candidate) -> list[int]:
-        return self.enc(self.template.format(prompt=c.problem.prompt), self.add_special_tokens)
+        self._enc_cache = {}
 
     def prompt_logprobs(self, seqs: Sequence[Sequence[int]]) -> list[list[float]]:
         """Teacher-forced log-prob of every token but the first, per sequence."""
@@ -148,17 +140,7 @@ class ServerLikelihood:
         self.verifier_id = f"lik:{name or Path(model_config).name}:{stat}{suffix}"
 
     def score(self, candidates: Sequence[Candidate]) -> list[Scored]:
-        seqs, plens, bounds = [], [], []
-        for c in candidates:
-            ids = self.s.prompt_ids(c)
-            plens.append(len(ids))
-            b = []
-            for seg in c.segments:
-                t = self.s.enc(seg)
-                ids += t
-                b.append(len(t))
-            seqs.append(ids)
-            bounds.append(b)
+        seqs, plens, bounds = segment_ids(self.s, candidates)
         todo = [i for i, b in enumerate(bounds) if any(b)]
         lps = dict(zip(todo, self.s.prompt_logprobs([seqs[i] for i in todo]), strict=True))
         out = []

@@ -111,7 +111,34 @@ def left_pad(
 _ENC_CACHE_MAX = 200_000  # entries (step texts); cleared when full
 
 
-class HFScorer:
+class PromptEncoder:
+    """A verifier's prompt rendering and cached tokenisation, whether its weights are here
+    (`HFScorer`) or on a server: the subclass sets `tokenizer`, `template`,
+    `add_special_tokens` and an empty `_enc_cache`."""
+
+    tokenizer: Any
+    template: str
+    add_special_tokens: bool
+    _enc_cache: dict[tuple[str, bool], tuple[int, ...]]
+
+    def enc(self, text: str, special: bool = False) -> list[int]:
+        # Search re-scores every partial solution each round: the same step texts come back
+        # again and again, and a tokenizer call costs more than this tiny model's forward.
+        key = (text, special)
+        cache = self._enc_cache
+        ids = cache.get(key)
+        if ids is None:
+            if len(cache) >= _ENC_CACHE_MAX:
+                cache.clear()
+            ids = cache[key] = tuple(self.tokenizer.encode(text, add_special_tokens=special))
+        return list(ids)
+
+    def prompt_ids(self, c: Candidate) -> list[int]:
+        text = self.template.format(prompt=c.problem.prompt)
+        return self.enc(text, self.add_special_tokens)
+
+
+class HFScorer(PromptEncoder):
     """Shared loading, prompt rendering and tokenisation of a verifier model."""
 
     def __init__(
@@ -137,20 +164,7 @@ class HFScorer:
         pad = tokenizer.pad_token_id
         self.pad = int(pad if pad is not None else (tokenizer.eos_token_id or 0))
         self.device = next(model.parameters()).device
-        self._enc_cache: dict[tuple[str, bool], tuple[int, ...]] = {}
-
-    def enc(self, text: str, special: bool = False) -> list[int]:
-        # Search re-scores every partial solution each round: the same step texts come back
-        # again and again, and a tokenizer call costs more than this tiny model's forward.
-        key = (text, special)
-        ids = self._enc_cache.get(key)
-        if ids is None:
-            if len(self._enc_cache) >= _ENC_CACHE_MAX:
-                self._enc_cache.clear()
-            ids = self._enc_cache[key] = tuple(
-                self.tokenizer.encode(text, add_special_tokens=special)
-            )
-        return list(ids)
+        self._enc_cache = {}
 
     def hidden(self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         """Final hidden states [B, T, H] of a causal LM (its base model's output).
@@ -165,10 +179,6 @@ class HFScorer:
         return self.model.base_model(
             input_ids=ids, attention_mask=mask, position_ids=pos
         ).last_hidden_state
-
-    def prompt_ids(self, c: Candidate) -> list[int]:
-        text = self.template.format(prompt=c.problem.prompt)
-        return self.enc(text, self.add_special_tokens)
 
 
 def load_meta(model_dir: Path) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from profiling.flops import forward_flops
 from profiling.verifiers.base import (
     Candidate,
     HFScorer,
+    PromptEncoder,
     Scored,
     check_agg_mode,
     load_causal,
@@ -69,18 +70,7 @@ class LikelihoodVerifier:
 
     @torch.no_grad()
     def score(self, candidates: Sequence[Candidate]) -> list[Scored]:
-        seqs, plens, bounds = [], [], []
-        for c in candidates:
-            ids = self.s.prompt_ids(c)
-            plen = len(ids)
-            b = []
-            for seg in c.segments:
-                t = self.s.enc(seg)
-                ids += t
-                b.append(len(t))
-            seqs.append(ids)
-            plens.append(plen)
-            bounds.append(b)
+        seqs, plens, bounds = segment_ids(self.s, candidates)
         lps = score_tokens(
             self.s.model, seqs, plens, pad_token_id=self.s.pad, batch_size=self.s.batch_size
         )
@@ -93,6 +83,25 @@ class LikelihoodVerifier:
                 )
             )
         return out
+
+
+def segment_ids(
+    s: PromptEncoder, candidates: Sequence[Candidate]
+) -> tuple[list[list[int]], list[int], list[list[int]]]:
+    """Each candidate as prompt + segment tokens, its prompt length, and the token count of each
+    segment (where the per-step statistics split the log-probs)."""
+    seqs, plens, bounds = [], [], []
+    for c in candidates:
+        ids = s.prompt_ids(c)
+        plens.append(len(ids))
+        counts = []
+        for seg in c.segments:
+            t = s.enc(seg)
+            ids += t
+            counts.append(len(t))
+        seqs.append(ids)
+        bounds.append(counts)
+    return seqs, plens, bounds
 
 
 def _step_stats(
