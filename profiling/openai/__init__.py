@@ -28,9 +28,10 @@ tokenizer equal to the served one on a probe text via `/tokenize`, `logprobs` an
 (`ServerSearchState`: one step per request with the step's stop tokens, every row in flight at
 once, the shared prefix served from the server's prefix cache) and meters FLOPs as the in-process
 backend does; `metadata()` adds the server's prefix-cache hit rate since the backend opened.
-`ServerLikelihood` and `ServerStepTagPRM` (`open_verifier`) score through a server too; any
-in-process verifier also works with a served policy. `launch.VLLMServer` starts a local vLLM
-server (tests, benchmarks).
+`ServerLikelihood` and `ServerStepTagPRM` (`open_verifier`) score through a server's log-probs;
+`ServerTokenClassPRM` and `ServerPooledStepTagPRM` (`pooling`) through a pooling server's
+`/pooling` endpoint; any in-process verifier also works with a served policy.
+`launch.VLLMServer` starts a local vLLM server (tests, benchmarks).
 """
 
 from __future__ import annotations
@@ -41,8 +42,15 @@ from typing import Any
 from profiling.backend import PromptTemplate
 from profiling.openai.backend import OpenAIBackend, open_policy
 from profiling.openai.client import ClientConfig, OpenAIClient
+from profiling.openai.pooling import (
+    ServerPooledStepTagPRM,
+    ServerTokenClassPRM,
+    served_prm_meta,
+    serves_pooling,
+)
 from profiling.openai.state import ServerSearchState
 from profiling.openai.verifiers import ServerLikelihood, ServerStepTagPRM
+from profiling.verifiers.prm import prm_format
 
 
 def make_client(
@@ -109,17 +117,34 @@ def open_backend(
 
 def open_verifier(
     kind: str, base_url: str, served_model: str, model_config: str | Path, **kwargs: Any
-) -> ServerLikelihood | ServerStepTagPRM:
-    """`kind` "likelihood" or "prm" (step-tag format) scored by the server at `base_url`;
-    kwargs are the verifier's (name, stat, agg, mode, template, delimiter, tags...) plus the
-    client's max_concurrency, timeout_s, retries."""
+) -> ServerLikelihood | ServerStepTagPRM | ServerTokenClassPRM:
+    """`kind` "likelihood" or "prm" scored by the server at `base_url`; kwargs are the
+    verifier's (name, stat, agg, mode, template, delimiter, format, tags...) plus the client's
+    max_concurrency, timeout_s, retries.
+
+    A PRM's format is `prm_format`'s (format=, verifier.json, else the architecture):
+    token_class -> `ServerTokenClassPRM` (the server runs it for pooling); step_tag ->
+    `ServerPooledStepTagPRM` when the server answers `/pooling` for it (served as a 1-label
+    classifier, `pooling.step_tag_command`), else `ServerStepTagPRM` (prompt log-probs of a
+    generating server). An rlhflow PRM scores in-process only."""
     client_keys = ("max_concurrency", "timeout_s", "connect_timeout_s", "retries", "backoff_s")
     client = make_client(base_url, **{k: kwargs.pop(k) for k in client_keys if k in kwargs})
     if kind == "likelihood":
         return ServerLikelihood(client, served_model, model_config, **kwargs)
-    if kind == "prm":
-        return ServerStepTagPRM(client, served_model, model_config, **kwargs)
-    raise ValueError(f"a served verifier is 'likelihood' or 'prm' (step-tag), got {kind!r}")
+    if kind != "prm":
+        raise ValueError(f"a served verifier is 'likelihood' or 'prm', got {kind!r}")
+    fmt = prm_format(model_config, kwargs.pop("format", None))
+    kwargs = served_prm_meta(model_config, fmt, kwargs)
+    if fmt == "token_class":
+        return ServerTokenClassPRM(client, served_model, model_config, **kwargs)
+    if fmt == "step_tag":
+        pooled = serves_pooling(client, served_model)
+        cls = ServerPooledStepTagPRM if pooled else ServerStepTagPRM
+        return cls(client, served_model, model_config, **kwargs)
+    raise ValueError(
+        f"PRM {model_config}: a served PRM is of the step_tag or token_class format, got "
+        f"{fmt!r} (score it in-process)"
+    )
 
 
 __all__ = [
@@ -127,8 +152,10 @@ __all__ = [
     "OpenAIBackend",
     "OpenAIClient",
     "ServerLikelihood",
+    "ServerPooledStepTagPRM",
     "ServerSearchState",
     "ServerStepTagPRM",
+    "ServerTokenClassPRM",
     "make_client",
     "open_backend",
     "open_verifier",

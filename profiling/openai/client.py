@@ -186,6 +186,21 @@ class OpenAIClient:
     def post_json(self, path: str, body: Any) -> Any:
         return self._run(self._json("POST", path, body))
 
+    def post_status(self, path: str, body: Any) -> tuple[int, Any]:
+        """A POST's status and answer (JSON, else text) without raising on a 4xx, for probes
+        that tell a missing endpoint (404) from a refused request (400)."""
+
+        async def go() -> tuple[int, Any]:
+            resp = await self._request("POST", path, body)
+            if resp.status_code >= 400:
+                return resp.status_code, _message(resp)
+            try:
+                return resp.status_code, resp.json()
+            except json.JSONDecodeError:
+                return resp.status_code, resp.text
+
+        return self._run(go())
+
     def post_many(self, path: str, bodies: Sequence[Any]) -> list[Any]:
         """POST every body concurrently (bounded); the answers in the order of `bodies`."""
         if not bodies:

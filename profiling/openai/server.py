@@ -51,9 +51,11 @@ def check_server(
     *,
     what: str = "model",
     max_model_len: int | None = None,
+    logprobs: bool = True,
 ) -> ServerInfo:
-    """Check the server serves `served_model` with the local `tokenizer` and returns log-probs;
-    `max_model_len` from the server (or given, for servers that do not report it)."""
+    """Check the server serves `served_model` with the local `tokenizer` and (`logprobs`)
+    returns log-probs; `max_model_len` from the server (or given, for servers that do not
+    report it). A pooling verifier passes `logprobs=False` and probes `/pooling` itself."""
     models = served_models(client)
     if served_model not in models:
         raise PlannerError(
@@ -69,7 +71,8 @@ def check_server(
             "in /v1/models (a vLLM server does)"
         )
     _check_tokenizer(client, served_model, tokenizer, what)
-    _check_logprobs(client, served_model, tokenizer, what)
+    if logprobs:
+        _check_logprobs(client, served_model, tokenizer, what)
     return ServerInfo(served_model, int(limit), client.root)
 
 
@@ -100,7 +103,7 @@ def _check_tokenizer(client: OpenAIClient, served_model: str, tokenizer: Any, wh
 
 def _check_logprobs(client: OpenAIClient, served_model: str, tokenizer: Any, what: str) -> None:
     ids = list(tokenizer.encode(PROBE_TEXT, add_special_tokens=False))[:8] or [0]
-    body = client.post_json(
+    status, body = client.post_status(
         "/v1/completions",
         {
             "model": served_model,
@@ -112,6 +115,19 @@ def _check_logprobs(client: OpenAIClient, served_model: str, tokenizer: Any, wha
             "return_tokens_as_token_ids": True,
         },
     )
+    if status == 404:
+        # vLLM registers /v1/completions only for a generating model (`--runner generate`)
+        raise PlannerError(
+            f"{what}: server {client.root} has no /v1/completions for {served_model!r} (it "
+            "serves it as a pooling model, `--runner pooling`?); the harness needs its "
+            "logprobs and prompt_logprobs: serve the model as a generator (`vllm serve DIR`)"
+        )
+    if status >= 400:
+        raise PlannerError(
+            f"{what}: server {client.root} refused logprobs and prompt_logprobs for "
+            f"{served_model!r} (HTTP {status}: {body}); the harness needs both (the sampled "
+            "token's log-prob, `logprobs: 0`)"
+        )
     choice = (body.get("choices") or [{}])[0] if isinstance(body, dict) else {}
     lp = choice.get("logprobs") or {}
     missing = []

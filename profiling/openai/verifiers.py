@@ -44,6 +44,10 @@ from profiling.verifiers.likelihood import _step_stats, segment_ids
 class _LocalScorer(PromptEncoder):
     """A verifier model's tokenizer, template and shape (its weights stay on the server)."""
 
+    # what the server must answer beyond /tokenize: prompt log-probs here; a pooling scorer
+    # (`profiling.openai.pooling`) probes /pooling instead
+    logprobs = True
+
     def __init__(
         self,
         client: OpenAIClient,
@@ -58,10 +62,13 @@ class _LocalScorer(PromptEncoder):
         if "{prompt}" not in template:
             raise ValueError("verifier template must contain '{prompt}'")
         self.tokenizer, hf_config = load_local(model_config)
-        self.info = check_server(client, served_model, self.tokenizer, what="verifier")
+        self.info = check_server(
+            client, served_model, self.tokenizer, what="verifier", logprobs=self.logprobs
+        )
         self.client, self.served_model = client, served_model
         self.template, self.delimiter = template, delimiter
         self.add_special_tokens, self.batch_size = add_special_tokens, batch_size
+        self.hf_config = hf_config
         self.shape = shape_from_config(hf_config)
         self.n_params = count_params(hf_config)
         self._enc_cache = {}
@@ -158,6 +165,8 @@ class ServerLikelihood:
 class ServerStepTagPRM:
     """Math-Shepherd-format PRM served over HTTP: P(good) vs P(bad) at each step tag."""
 
+    scorer: type[_LocalScorer] = _LocalScorer
+
     def __init__(
         self,
         client: OpenAIClient,
@@ -183,7 +192,7 @@ class ServerStepTagPRM:
         bad_token = bad_token or meta.get("bad_token")
         if not (step_tag and good_token and bad_token):
             raise ValueError("a step-tag PRM needs step_tag, good_token and bad_token")
-        self.s = _LocalScorer(
+        self.s = self.scorer(
             client,
             served_model,
             model_config,
@@ -222,6 +231,19 @@ class ServerStepTagPRM:
     def score(self, candidates: Sequence[Candidate]) -> list[Scored]:
         built = [self._build(c) for c in candidates]
         memo = self._memo if self._memo is not None else {}
+        fresh = self._read_tags(built, memo)
+        out = []
+        for ids, tags in built:
+            scores = [memo.get(tuple(ids[: t + 1]), fresh.get(tuple(ids[: t + 1]))) for t in tags]
+            out.append(Scored([float(x) for x in scores], self._flops(ids, tags, memo)))
+        if self._memo is not None:
+            self._memo.update(fresh)
+        return out
+
+    def _read_tags(
+        self, built: list[tuple[list[int], list[int]]], memo: dict[tuple[int, ...], float]
+    ) -> dict[tuple[int, ...], float]:
+        """P(good) at every tag not in `memo`, keyed by the prefix that ends at the tag."""
         need = sorted({tuple(ids[: t + 1]) for ids, tags in built for t in tags} - set(memo))
         seqs = [[*p, tok] for p in need for tok in (self.good, self.bad)]
         lps = self.s.prompt_logprobs(seqs)
@@ -230,13 +252,7 @@ class ServerStepTagPRM:
             lg, lb = lps[2 * k][-1], lps[2 * k + 1][-1]
             # softmax over the two logits = over their log-probs (the normaliser cancels)
             fresh[p] = 1.0 / (1.0 + math.exp(lb - lg))
-        out = []
-        for ids, tags in built:
-            scores = [memo.get(tuple(ids[: t + 1]), fresh.get(tuple(ids[: t + 1]))) for t in tags]
-            out.append(Scored([float(x) for x in scores], self._flops(ids, tags, memo)))
-        if self._memo is not None:
-            self._memo.update(fresh)
-        return out
+        return fresh
 
     def _flops(self, ids: list[int], tags: list[int], memo: dict[tuple[int, ...], float]) -> float:
         if not tags:

@@ -161,8 +161,8 @@ class VerifierSpec:
     base_url: str | None = field(
         default=None,
         metadata=_doc(
-            "Score through this OpenAI-compatible server (likelihood, step_tag prm); path is "
-            "then the served model's local config and tokenizer."
+            "Score through this OpenAI-compatible server (likelihood, step_tag or token_class "
+            "prm); path is then the served model's local config and tokenizer."
         ),
     )
     served_model: str | None = field(

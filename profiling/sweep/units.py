@@ -140,9 +140,12 @@ def _verifier(v: VerifierSpec, model: ModelConfig, worker: int = 0) -> Verifier:
     if v.base_url:
         from profiling.openai import open_verifier
 
-        if v.kind == "prm" and prm_format(path, v.format) != "step_tag":
-            raise ValueError(f"verifier {path}: a served PRM must be of the step_tag format")
-        keys = ("step_tag", "good_token", "bad_token", "separator") if v.kind == "prm" else ()
+        fmt = prm_format(path, v.format) if v.kind == "prm" else None
+        if fmt not in (None, "step_tag", "token_class"):
+            raise ValueError(
+                f"verifier {path}: a served PRM is of the step_tag or token_class format"
+            )
+        keys = ("format", *_PRM_KEYS[fmt]) if fmt else ()
         extra = {k: getattr(v, k) for k in keys if getattr(v, k) is not None}
         if v.kind == "likelihood":
             extra["stat"] = v.stat

@@ -2,8 +2,16 @@
 
 vLLM lives in its own virtual environment, `.venv-vllm` at the repository root (`.ci/run` makes
 it; env TTC_VLLM_PYTHON points elsewhere). Without it these tests skip with the reason, except in
-CI (`CI=true`), where they fail. Both servers (the quick testbed's policy and PRM) start at once
-and are stopped at the end of the session.
+CI (`CI=true`), where they fail. Two servers start at once and stop at the end of the session:
+
+- `policy`: the quick testbed's policy, a generator (sampling, search, log-prob verifiers; a
+  step-tag PRM read through prompt log-probs runs on it too, with the testbed's tag tokens);
+- `value`: a pooling server (`/pooling`, no `/v1/completions`) of a one-label token-classification
+  PRM built from the testbed PRM (`save_value_head_prm`): the pooled PRM adapters, and the
+  errors of a server that returns no log-probs.
+
+Each server costs ~90 s of start-up on the CI machine's two cores, so the tests share these two
+rather than starting one per case.
 """
 
 from __future__ import annotations
@@ -12,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from vllm_servers import VLLM_PYTHON, Served, require_vllm
+from vllm_servers import VLLM_PYTHON, Served, require_vllm, save_value_head_prm
 
 from profiling.openai.launch import VLLMServer
 
@@ -23,19 +31,18 @@ def vllm_servers(
 ) -> Iterator[dict[str, Served]]:
     require_vllm()
     logs = tmp_path_factory.mktemp("vllm-logs")
+    value = save_value_head_prm(quick_testbed / "prm", tmp_path_factory.mktemp("value") / "value")
+    dirs = {"policy": quick_testbed / "policy", "value": value}
     servers = {
-        name: VLLMServer(VLLM_PYTHON, quick_testbed / name, name, log_path=logs / f"{name}.log")
-        for name in ("policy", "prm")
+        name: VLLMServer(VLLM_PYTHON, d, name, log_path=logs / f"{name}.log")
+        for name, d in dirs.items()
     }
     try:
         for s in servers.values():
             s.launch()
         for s in servers.values():
             s.wait(timeout_s=900)
-        yield {
-            name: Served(s.url, name, quick_testbed / name, s.max_model_len)
-            for name, s in servers.items()
-        }
+        yield {n: Served(s.url, n, dirs[n], s.max_model_len) for n, s in servers.items()}
     finally:
         for s in servers.values():
             s.stop()
@@ -47,5 +54,6 @@ def vllm_policy(vllm_servers: dict[str, Served]) -> Served:
 
 
 @pytest.fixture(scope="session")
-def vllm_prm(vllm_servers: dict[str, Served]) -> Served:
-    return vllm_servers["prm"]
+def vllm_value(vllm_servers: dict[str, Served]) -> Served:
+    """The pooling server of the value-head PRM (see the module docstring)."""
+    return vllm_servers["value"]

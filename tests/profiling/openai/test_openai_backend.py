@@ -7,10 +7,13 @@ import pytest
 from vllm_servers import Served
 
 from models.decoding import score_tokens
+from models.testbed.tokenizer import BAD_TOKEN, GOOD_TOKEN, STEP_TAG
 from profiling import TransformersBackend, load_prm, run
 from profiling.openai import OpenAIBackend, ServerStepTagPRM, open_backend, open_verifier
 from profiling.sweep.datasets import DataSpec, load_problems
 from profiling.verifiers import Candidate, LikelihoodVerifier
+
+TAGS = {"step_tag": STEP_TAG, "good_token": GOOD_TOKEN, "bad_token": BAD_TOKEN}
 
 pytestmark = pytest.mark.slow
 
@@ -66,11 +69,13 @@ def test_sampled_and_teacher_forced_logprobs_equal_in_process(
 
 
 def test_step_tag_prm_through_the_server_equals_in_process(
-    vllm_prm: Served, local: TransformersBackend, problems: list
+    vllm_policy: Served, local: TransformersBackend, problems: list
 ) -> None:
-    srv = open_verifier("prm", vllm_prm.url, vllm_prm.name, vllm_prm.model_dir)
-    assert isinstance(srv, ServerStepTagPRM)
-    inproc = load_prm(vllm_prm.model_dir)
+    # The served policy read as a Math-Shepherd PRM (P(good) vs P(bad) at the testbed's tags):
+    # the reads a trained PRM gets, on the generating server the session runs anyway.
+    srv = open_verifier("prm", vllm_policy.url, vllm_policy.name, vllm_policy.model_dir, **TAGS)
+    assert type(srv) is ServerStepTagPRM  # a generator: read through prompt log-probs
+    inproc = load_prm(vllm_policy.model_dir, format="step_tag", **TAGS)
     pools = local.sample([local.prompt_ids(p) for p in problems[:4]], 2, max_new_tokens=48)
     from profiling.strategies.common import make_candidate
 
