@@ -68,25 +68,6 @@ def _rollout_labelled(policy, questions: int, seed: int) -> list[dict]:
     return items
 
 
-def _deepen(model, extra: int, seed: int):
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    cfg = model.config.to_dict()
-    n = cfg["num_hidden_layers"]
-    cfg["num_hidden_layers"] = n + extra
-    torch.manual_seed(seed)
-    deep = LlamaForCausalLM(LlamaConfig(**cfg))
-    _, unexpected = deep.load_state_dict(model.state_dict(), strict=False)
-    if unexpected:
-        raise RuntimeError(f"unexpected weights {unexpected}")
-    with torch.no_grad():
-        for layer in deep.model.layers[n:]:
-            layer.self_attn.o_proj.weight.zero_()
-            layer.mlp.down_proj.weight.zero_()
-    return deep
-
-
 def _step_auroc(model, items: list[dict]) -> dict[int, tuple[float | None, int]]:
     """Within-question, same-step-index step AUROC per level (and 0: all levels)."""
     from models.testbed.metrics import grouped_auroc
@@ -135,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     from models.testbed import ensure_testbed, task
     from models.testbed.checkpoints import load_hf_model
     from models.testbed.modeling import TrainSpec, train_loop
-    from models.testbed.prm import prm_batch, prm_loss
+    from models.testbed.prm_train import deepen, draw, make_batch, prm_loss
     from models.testbed.quality import eval_problems
     from models.testbed.tokenizer import CharCodec
 
@@ -162,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
 
     model = load_hf_model(tb / "large")
     if args.extra_layers:
-        model = _deepen(model, args.extra_layers, args.seed)
+        model = deepen(model, args.extra_layers, args.seed)
     codec = CharCodec()
     lengths = [
         sum(len(line) + 2 for line in it["lines"]) + len(it["question"]) for it in train_items
@@ -170,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def loss_fn(m: torch.nn.Module, step: int) -> tuple[torch.Tensor, int]:
         rng = random.Random(f"prm-capacity:{args.seed}:{step}")
-        return prm_loss(m, prm_batch(train_items, rng, 16, codec, lengths), codec, args.lm_weight)
+        batch = make_batch(train_items, draw(train_items, rng, 16, lengths, None, 0), codec)
+        return prm_loss(m, batch, codec, lm_weight=args.lm_weight)
 
     model.train()
     t0 = time.perf_counter()

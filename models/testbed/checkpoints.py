@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from transformers import AutoModelForCausalLM, PreTrainedModel
+from transformers import AutoModelForCausalLM, AutoModelForTokenClassification, PreTrainedModel
 from transformers.utils import logging as hf_logging
 
 from models.testbed.tokenizer import build_tokenizer
@@ -34,9 +35,15 @@ def save_model(model: PreTrainedModel, out: Path) -> None:
 
 
 def load_hf_model(path: Path) -> PreTrainedModel:
-    """`AutoModelForCausalLM.from_pretrained` in eval mode."""
+    """The model in eval mode: `AutoModelForCausalLM`, or `AutoModelForTokenClassification` for
+    a PRM with a value head."""
+    config = json.loads((Path(path) / "config.json").read_text())
+    token_class = any(
+        a.endswith("ForTokenClassification") for a in config.get("architectures") or []
+    )
+    auto = AutoModelForTokenClassification if token_class else AutoModelForCausalLM
     with _no_hf_bars():
-        model = AutoModelForCausalLM.from_pretrained(path)
+        model = auto.from_pretrained(path)
     model.eval()
     return model
 

@@ -1,25 +1,27 @@
-"""The PRM, exactly as in the paper (Math-Shepherd style), initialised from the larger LM.
+"""The testbed PRM (Math-Shepherd style), initialised from the larger LM and trained from
+Monte-Carlo rollout labels of the policy; the recipe is a setting (`prm_train`, `PRM_RECIPES`).
 
 Labels: the policy samples solutions to training questions; from every step prefix it rolls out
 `rollouts` completions, and the step's soft label is the fraction that reach the right answer; the
 final answer line is labelled by its own correctness. The step checker is never used here.
-Training: binary cross-entropy between P(good) = softmax(logits[<good>, <bad>])[0] at each step tag
-and the soft label, plus an auxiliary LM loss on the correct solutions' lines, which keeps the
-larger LM's ability to notice a wrong line (the prototype's PRM, trained from the small policy
-without it, learned step position and question difficulty instead of step checking).
+The paper's recipe (the default): binary cross-entropy between P(good) =
+softmax(logits[<good>, <bad>])[0] at each step tag and the soft label, plus an auxiliary LM loss
+on the correct solutions' lines. Which solutions get labels (`wrong_per_question`) and where
+rollouts stop (`stop_dead`) are choices of cost, not of the label: see `_select` and
+`rollout_labels`.
 
-Which solutions get labels (`wrong_per_question`) and where rollouts stop (`stop_dead`) are
-choices of cost, not of the label: see `_select` and `rollout_labels`. Measured on the default
-testbed: the PRM fits its training questions (within-question step AUROC .83-1.0 on its own lines
-after 800 steps) but not new ones (.38-.69), and six times the questions (960, 1,200 steps) left it
-there; it learns which questions and positions fail, not which lines are wrong. The labels are not
-the cause: `benchmarks/prm_capacity.py` trains this PRM on perfect step-checker labels for 5.8k
-solutions of 1,200 questions and gets .55 on new questions after 1,000 steps; with two more
-decoder layers on top of the larger LM (which can read its next-token expectations at earlier
-positions, where a wrong line shows) and 2,000 steps, .66 (.88 on its training lines); with those
-layers and this module's rollout labels for 1,200 questions (5 min of rollouts, 14 min of
-training), .61 (.90 on level 2, .74 on level 5). The larger LM's likelihood is the testbed's
-verifier that checks steps.
+What it learns (`benchmarks/prm_recipes.py`, 40 fresh questions per level x 16 samples; the
+README's testbed section has the figures and the commands): it fits its training questions but
+ranks the steps of new ones at chance (step AUROC .54 on levels 2-6), and its top-scored samples
+are worse than a random one (top-1 of 16 is 15 points below pass@1). Its top-scored wrong
+samples carry the same kinds of first error as all wrong samples (arithmetic 85%), but more often
+in the last step (33% against 25%) and more often malformed: it judges a solution by how its
+question and its shape usually end, not by its lines. No recipe tried (hard labels, a ranking loss
+within a question and step index, a value head, two added decoder layers, self-distillation of
+the larger LM's per-character log-probs, 4x the labelled questions) moved step AUROC out of
+.46-.56, while the larger LM's own likelihood, read as the lowest mean log-prob of the lines so
+far, ranks the same steps at .996: the knowledge is in the LM and fine-tuning on these labels does
+not bring it to the tag.
 """
 
 from __future__ import annotations
@@ -30,15 +32,25 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from models.testbed import task
 from models.testbed.checkpoints import load_model, save_model
 from models.testbed.generation import max_new_tokens_for, sample_chunked, sample_completions
-from models.testbed.modeling import count_params, length_grouped, train_loop
-from models.testbed.settings import TestbedSettings
-from models.testbed.tokenizer import CharCodec
-from models.testbed.verifiers import completion_lines, prm_input, prm_logits_to_scores
+from models.testbed.modeling import count_params, train_loop
+from models.testbed.prm_train import (
+    Probes,
+    deepen,
+    draw,
+    hard_labels,
+    make_batch,
+    prm_loss,
+    question_groups,
+    value_head_model,
+    with_surprise,
+)
+from models.testbed.settings import PRMSpec, TestbedSettings
+from models.testbed.tokenizer import STEP_TAG, CharCodec
+from models.testbed.verifiers import completion_lines, prm_line_scores
 
 PRM_SEED_OFFSET = 2_000_003
 
@@ -174,63 +186,6 @@ def rollout_labels(
     return items, stats
 
 
-def prm_batch(
-    items: list[dict],
-    rng: random.Random,
-    batch_size: int,
-    codec: CharCodec,
-    lengths: list[int] | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One training batch: uniform draws, or with `lengths` a batch of similar lengths;
-    (ids, attention mask, step-tag mask, soft labels at the tags, LM labels)."""
-    if lengths is None:
-        chosen = [items[rng.randrange(len(items))] for _ in range(batch_size)]
-    else:
-        chosen = [items[i] for i in length_grouped(rng, lengths, batch_size)]
-    encoded = [prm_input(codec, it["question"], it["lines"]) for it in chosen]
-    width = max(len(ids) for ids, _ in encoded)
-    ids = torch.full((batch_size, width), codec.pad_id, dtype=torch.long)
-    att = torch.zeros_like(ids)
-    tag_mask = torch.zeros((batch_size, width), dtype=torch.bool)
-    soft = torch.zeros((batch_size, width))
-    lm_labels = torch.full((batch_size, width), -100, dtype=torch.long)
-    prompt_len = {}
-    for b, ((seq, tags), it) in enumerate(zip(encoded, chosen, strict=True)):
-        ids[b, : len(seq)] = torch.tensor(seq)
-        att[b, : len(seq)] = 1
-        for t, y in zip(tags, it["labels"], strict=True):
-            tag_mask[b, t] = True
-            soft[b, t] = y
-        if it["labels"] and it["labels"][-1] == 1.0:
-            q = prompt_len.setdefault(
-                it["question"], len(codec.encode(task.format_prompt(it["question"]))) + 1
-            )
-            seq_t = torch.tensor(seq)
-            keep = seq_t != codec.tag_id
-            keep[:q] = False
-            lm_labels[b, : len(seq)] = torch.where(keep, seq_t, torch.full_like(seq_t, -100))
-    return ids, att, tag_mask, soft, lm_labels
-
-
-def prm_loss(
-    model: torch.nn.Module, batch: tuple, codec: CharCodec, lm_weight: float
-) -> tuple[torch.Tensor, int]:
-    """BCE between P(good) at the step tags and the soft labels, plus `lm_weight` times the LM loss
-    on the correct solutions' lines; (loss, tokens read). `batch` is `prm_batch`'s output."""
-    ids, att, tag_mask, soft, lm_labels = batch
-    logits = model(input_ids=ids, attention_mask=att).logits
-    pair = F.log_softmax(logits[tag_mask][:, [codec.good_id, codec.bad_id]].float(), dim=-1)
-    y = soft[tag_mask]
-    loss = -(y * pair[:, 0] + (1 - y) * pair[:, 1]).mean()
-    if lm_weight > 0 and bool((lm_labels[:, 1:] != -100).any()):
-        lg = logits[:, :-1]
-        lm = F.cross_entropy(
-            lg.reshape(-1, lg.shape[-1]), lm_labels[:, 1:].reshape(-1), ignore_index=-100
-        )
-        loss = loss + lm_weight * lm
-    return loss, int(att.sum())
-
-
 def prepare_labels(
     settings: TestbedSettings, work: Path, dirs: dict[str, Path], progress: bool
 ) -> tuple[list[dict], dict]:
@@ -251,34 +206,29 @@ def prepare_labels(
 def train_prm(
     settings: TestbedSettings, work: Path, out: Path, dirs: dict[str, Path], progress: bool
 ) -> dict:
-    """The PRM stage: rollout labels, then fine-tuning of the larger LM; returns its record."""
+    """The PRM stage: rollout labels, then fine-tuning of the larger LM with the settings'
+    recipe (`prm_train`); returns its record."""
     t0 = time.perf_counter()
-    codec = CharCodec()
     items, stats = prepare_labels(settings, work, dirs, progress)
-    model = load_model(dirs["large"])
     spec = settings.prm
-    lengths = (
-        [sum(len(line) + 2 for line in it["lines"]) + len(it["question"]) for it in items]
-        if spec.grouped
-        else None
+    model, train_items, record = fit_prm(
+        load_model(dirs["large"]), items, spec, settings.seed, work / "ckpt.pt", progress
     )
-
-    def loss_fn(m: torch.nn.Module, step: int) -> tuple[torch.Tensor, int]:
-        rng = random.Random(f"testbed-prm:{settings.seed}:{step}")
-        return prm_loss(
-            m, prm_batch(items, rng, spec.train.batch_size, codec, lengths), codec, spec.lm_weight
-        )
-
-    record = train_loop(model, spec.train, loss_fn, work / "ckpt.pt", desc="PRM", progress=progress)
     save_model(model, out / "model")
+    if spec.head == "value":
+        # The harness's token-class PRM reads the head right after each step's tag.
+        (out / "model" / "verifier.json").write_text(
+            json.dumps({"format": "token_class", "separator": STEP_TAG}, indent=2)
+        )
     # A quick check that the head is wired: scores at the tags are probabilities.
     with torch.no_grad():
-        ids, tags = prm_input(codec, items[0]["question"], items[0]["lines"])
-        s = prm_logits_to_scores(model(input_ids=torch.tensor([ids])).logits[0, tags], codec)
+        s = torch.tensor(
+            prm_line_scores(model, [items[0]["question"]], ["\n".join(items[0]["lines"])])[0]
+        )
         assert bool(((s >= 0) & (s <= 1)).all())
     n = count_params(model)
-    mean_label = sum(sum(it["labels"]) for it in items) / max(
-        1, sum(len(it["labels"]) for it in items)
+    mean_label = sum(sum(it["labels"]) for it in train_items) / max(
+        1, sum(len(it["labels"]) for it in train_items)
     )
     record.update(stats)
     record.update(
@@ -288,11 +238,69 @@ def train_prm(
             "fine_tune_tokens": record["tokens"],
             "fine_tune_flops": 6 * n * record["tokens"],
             "mean_label": round(mean_label, 4),
-            "lm_weight": spec.lm_weight,
+            "lm_weight": spec.lm_weight if spec.head == "tag" else 0.0,
             "wrong_per_question": spec.wrong_per_question,
             "stop_dead": spec.stop_dead,
             "length_grouped_batches": spec.grouped,
+            "recipe": {"name": settings.prm_recipe, **spec.recipe()},
             "stage_seconds": round(time.perf_counter() - t0, 2),
         }
     )
     return record
+
+
+def fit_prm(
+    large: torch.nn.Module,
+    items: list[dict],
+    spec: PRMSpec,
+    seed: int,
+    ckpt: Path,
+    progress: bool,
+) -> tuple[torch.nn.Module, list[dict], dict]:
+    """Fine-tune the larger LM into a PRM with `spec`'s recipe on rollout-labelled `items`
+    (checkpointed at `ckpt`); (model, the items as trained on, training record)."""
+    codec = CharCodec()
+    model, train_items = recipe_model(large, items, spec, seed)
+    if spec.surprise > 0:
+        train_items = with_surprise(large, train_items)
+        base = int(large.config.num_hidden_layers)
+        # the first new layer's output, else the last layer's
+        char_layer = base + 1 if spec.extra_layers else base
+        model.ttc_probes = Probes(int(large.config.hidden_size), char_layer)
+    lengths = (
+        [sum(len(line) + 2 for line in it["lines"]) + len(it["question"]) for it in train_items]
+        if spec.grouped
+        else None
+    )
+    groups = question_groups(train_items) if "rank" in spec.loss else None
+
+    def loss_fn(m: torch.nn.Module, step: int) -> tuple[torch.Tensor, int]:
+        rng = random.Random(f"testbed-prm:{seed}:{step}")
+        chosen = draw(train_items, rng, spec.train.batch_size, lengths, groups, spec.per_question)
+        batch = make_batch(train_items, chosen, codec, spec.head)
+        return prm_loss(
+            m,
+            batch,
+            codec,
+            head=spec.head,
+            loss=spec.loss,
+            lm_weight=spec.lm_weight,
+            surprise=spec.surprise,
+        )
+
+    record = train_loop(model, spec.train, loss_fn, ckpt, desc="PRM", progress=progress)
+    if spec.surprise > 0:
+        del model.ttc_probes  # training-only: the saved PRM is a plain checkpoint
+    return model, train_items, record
+
+
+def recipe_model(
+    large: torch.nn.Module, items: list[dict], spec: PRMSpec, seed: int
+) -> tuple[torch.nn.Module, list[dict]]:
+    """The model a recipe fine-tunes (the larger LM, deepened, with a value head) and the labels
+    it trains on (soft or hard)."""
+    codec = CharCodec()
+    model = deepen(large, spec.extra_layers, seed + PRM_SEED_OFFSET) if spec.extra_layers else large
+    if spec.head == "value":
+        model = value_head_model(model, codec)
+    return model, hard_labels(items) if spec.labels == "hard" else items

@@ -30,10 +30,40 @@ class PRMSpec:
     stop_dead: bool = (
         False  # label 0, without rollouts, the steps after a prefix no rollout finishes
     )
+    # The recipe (models/testbed/prm_train.py); the defaults are the paper's.
+    labels: str = "soft"  # soft: fraction of rollouts reaching the answer; hard: any did
+    head: str = "tag"  # tag: P(good) at the step tag; value: a one-label token-class head
+    loss: str = "bce"  # bce, rank (within question and step index) or bce+rank
+    extra_layers: int = 0  # new decoder layers stacked on the larger LM
+    per_question: int = 4  # solutions of one question per batch, with a rank loss
+    surprise: float = 0.0  # weight of the larger LM's self-distilled log-probs (prm_train.py)
 
     def __post_init__(self) -> None:
         if min(self.questions, self.samples_per_question, self.rollouts) <= 0:
             raise ValueError(f"PRM data sizes must be positive, got {self}")
+        if (
+            self.labels not in ("soft", "hard")
+            or self.head not in ("tag", "value")
+            or self.loss not in ("bce", "rank", "bce+rank")
+            or self.extra_layers < 0
+            or self.per_question < 2
+            or self.surprise < 0
+        ):
+            raise ValueError(f"unknown PRM recipe {self}")
+
+    def recipe(self) -> dict:
+        """The recipe's choices (labels, head, loss, extra layers), for the manifest."""
+        return {
+            "labels": self.labels,
+            "head": self.head,
+            "loss": self.loss,
+            "extra_layers": self.extra_layers,
+            "surprise": self.surprise,
+            "paper": self.is_paper(),
+        }
+
+    def is_paper(self) -> bool:
+        return all(getattr(self, k) == v for k, v in PAPER_RECIPE.items())
 
 
 @dataclass(frozen=True)
@@ -76,6 +106,8 @@ class TestbedSettings:
     quick: bool
     scale: str
     seed: int
+    # The PRM's training recipe, a name of PRM_RECIPES; "paper" (the default) keeps every key.
+    prm_recipe: str = "paper"
     policy: LlamaShape = field(init=False)
     large: LlamaShape = field(init=False)
     pretrain: TrainSpec = field(init=False)
@@ -92,6 +124,14 @@ class TestbedSettings:
             raise ValueError(f"scale must be one of {SCALES}, got {self.scale!r}")
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
+        if self.prm_recipe not in PRM_RECIPES:
+            raise ValueError(
+                f"unknown PRM recipe {self.prm_recipe!r}; choose one of {', '.join(PRM_RECIPES)}"
+            )
+        self._per_scale()
+        object.__setattr__(self, "prm", replace(self.prm, **PRM_RECIPES[self.prm_recipe]))
+
+    def _per_scale(self) -> None:
         s = object.__setattr__
         if self.quick:
             # Small enough for <= 60 s on 2 cores; trained on the quick levels (1-3) only, so the
@@ -205,7 +245,7 @@ class TestbedSettings:
                 parts["levels"] = self.levels
         elif stage == "prm":
             parts.update(
-                prm=asdict(self.prm),
+                prm=_prm_key(self.prm),
                 levels=self.levels,
                 policy=self.stage_key("policy"),
                 large=self.stage_key("large"),
@@ -235,6 +275,37 @@ def _model_key(spec: LlamaShape) -> dict:
     if not d["intermediate"]:
         del d["intermediate"]
     return d
+
+
+def _prm_key(spec: PRMSpec) -> dict:
+    """The PRM's part of a cache key; recipe fields at the paper's values are left out, so the
+    keys of PRMs trained before the recipe was a setting still match."""
+    d = asdict(spec)
+    for name, paper in PAPER_RECIPE.items():
+        if d[name] == paper:
+            del d[name]
+    if spec.loss == "bce":
+        del d["per_question"]  # only ranking batches group solutions by question
+    return d
+
+
+PAPER_RECIPE = {"labels": "soft", "head": "tag", "loss": "bce", "extra_layers": 0, "surprise": 0.0}
+
+# Named recipes (models/testbed/prm_train.py), each measured by benchmarks/prm_recipes.py; the
+# README's testbed section gives their figures.
+PRM_RECIPES: dict[str, dict] = {
+    "paper": {},
+    "hard": {"labels": "hard"},
+    "rank": {"loss": "rank"},
+    "bce+rank": {"loss": "bce+rank"},
+    "value": {"head": "value"},
+    "deep2": {"extra_layers": 2},
+    "rank+deep2": {"loss": "rank", "extra_layers": 2},
+    "bce+rank+deep2": {"loss": "bce+rank", "extra_layers": 2},
+    "surprise+deep2": {"extra_layers": 2, "surprise": 1.0},
+    "surprise+rank+deep2": {"loss": "rank", "extra_layers": 2, "surprise": 1.0},
+    "surprise+bce+rank+deep2": {"loss": "bce+rank", "extra_layers": 2, "surprise": 1.0},
+}
 
 
 def _digest(obj: object) -> str:

@@ -30,7 +30,7 @@ import torch
 
 from models.testbed import task
 from models.testbed.prm import prepare_labels
-from models.testbed.settings import STAGE_VERSIONS, TestbedSettings
+from models.testbed.settings import PAPER_RECIPE, STAGE_VERSIONS, TestbedSettings
 from models.testbed.stages import STAGES
 from models.testbed.tokenizer import BAD_TOKEN, GOOD_TOKEN, STEP_TAG
 from planner.errors import PlannerError
@@ -105,14 +105,19 @@ def _run_stage_locked(
 
 
 def ensure_testbed(
-    *, quick: bool = False, scale: str = "default", seed: int = 0, progress: bool = True
+    *,
+    quick: bool = False,
+    scale: str = "default",
+    seed: int = 0,
+    progress: bool = True,
+    prm_recipe: str = "paper",
 ) -> Path:
     """Train the testbed into the cache if it is not there yet; return the run directory.
 
     Safe to call from several processes at once (pytest-xdist workers): one trains, the others
     wait on the lock and then find the finished run.
     """
-    settings = TestbedSettings(quick=quick, scale=scale, seed=seed)
+    settings = _settings(quick, scale, seed, prm_recipe)
     root = cache_root() / "testbed"
     run_dir = root / "runs" / settings.run_key()
     if (run_dir / MANIFEST).exists():
@@ -268,7 +273,13 @@ def build_manifest(settings: TestbedSettings, records: dict[str, dict]) -> dict:
             "completion line, the answer line included, is followed by the tag); score of line i = "
             "softmax(logits[good, bad]) at its tag, P(good)",
             "labels": "Monte-Carlo rollouts of the policy from each step prefix; soft label = "
-            "fraction reaching the right answer; BCE",
+            "fraction reaching the right answer (hard: 1 if any did)",
+            "recipe": records["prm"].get("recipe", {**PAPER_RECIPE, "paper": True}),
+            "recipes": "labels soft|hard; head tag (P(good) at the tag) | value (a one-label "
+            "token-class head at the tag, steps joined by the tag alone; verifier.json in prm/); "
+            "loss bce (the paper's) | rank (pairwise within a question and step index) | "
+            "bce+rank; extra_layers new decoder layers on the larger LM; surprise: weight of a "
+            "training-only distillation of the larger LM's own per-character log-probs",
             "label_selection": "with wrong_per_question > 0: per question, up to that many sampled "
             "solutions with a wrong final answer and as many with a right one; with stop_dead: "
             "after a step no rollout finishes, later steps are labelled 0 "
@@ -312,6 +323,13 @@ def _example() -> str:
     return task.format_prompt(p.question) + p.completion
 
 
+def _settings(quick: bool, scale: str, seed: int, prm_recipe: str) -> TestbedSettings:
+    try:
+        return TestbedSettings(quick=quick, scale=scale, seed=seed, prm_recipe=prm_recipe)
+    except ValueError as exc:
+        raise PlannerError(str(exc)) from None
+
+
 def _check_out(out: Path, run_key: str) -> dict | None:
     """The manifest already in `out` when it holds this run; error if it holds another run."""
     ensure_writable_dir(out)
@@ -349,18 +367,22 @@ def train_testbed(
     scale: str = "default",
     seed: int = 0,
     progress: bool = True,
+    prm_recipe: str = "paper",
 ) -> dict:
     """Train (or fetch from the cache) the testbed and write it to `out_dir`; returns the manifest.
+    `prm_recipe` names the PRM's recipe (`settings.PRM_RECIPES`; the paper's by default).
 
     `out_dir` gets policy/, large/, prm/, reviser/ (each loadable with
     `AutoModelForCausalLM.from_pretrained` and `AutoTokenizer.from_pretrained`) and manifest.json.
     """
-    settings = TestbedSettings(quick=quick, scale=scale, seed=seed)
+    settings = _settings(quick, scale, seed, prm_recipe)
     out = Path(out_dir)
     existing = _check_out(out, settings.run_key())
     if existing is not None:
         return existing
-    run_dir = ensure_testbed(quick=quick, scale=scale, seed=seed, progress=progress)
+    run_dir = ensure_testbed(
+        quick=quick, scale=scale, seed=seed, progress=progress, prm_recipe=prm_recipe
+    )
     for name in MODEL_DIRS:
         dest = out / name
         tmp = out / f".{name}.tmp"

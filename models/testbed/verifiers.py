@@ -37,6 +37,26 @@ def _likelihood_input(
 
 
 @torch.no_grad()
+def line_token_logprobs(
+    model: torch.nn.Module,
+    questions: Sequence[str],
+    lines: Sequence[Sequence[str]],
+    *,
+    batch_size: int = 64,
+) -> list[list[list[float]]]:
+    """Teacher-forced log-prob of every token of every line (its characters, then the newline
+    that ends it, except after the last line) under `model`: [solution][line][token]."""
+    codec = CharCodec()
+    inputs = [_likelihood_input(codec, q, ls) for q, ls in zip(questions, lines, strict=True)]
+    lps = _token_logprobs(
+        model, [ids for ids, _ in inputs], pad_token_id=codec.pad_id, batch_size=batch_size
+    )
+    # lp[j] is the log-prob of token j + 1.
+    return [
+        [lp[s - 1 : e - 1] for s, e in spans] for (_, spans), lp in zip(inputs, lps, strict=True)
+    ]
+
+
 def likelihood_line_scores(
     model: torch.nn.Module,
     questions: Sequence[str],
@@ -45,19 +65,9 @@ def likelihood_line_scores(
     batch_size: int = 64,
 ) -> list[list[float]]:
     """Per-line mean token log-prob of each completion under `model` (empty list if no lines)."""
-    codec = CharCodec()
-    inputs = [
-        _likelihood_input(codec, q, completion_lines(c))
-        for q, c in zip(questions, completions, strict=True)
-    ]
-    lps = _token_logprobs(
-        model, [ids for ids, _ in inputs], pad_token_id=codec.pad_id, batch_size=batch_size
-    )
-    out = []
-    for (_, spans), lp in zip(inputs, lps, strict=True):
-        # lp[j] is the log-prob of token j + 1.
-        out.append([sum(lp[s - 1 : e - 1]) / max(1, e - s) for s, e in spans])
-    return out
+    lines = [completion_lines(c) for c in completions]
+    per_token = line_token_logprobs(model, questions, lines, batch_size=batch_size)
+    return [[sum(lp) / max(1, len(lp)) for lp in sol] for sol in per_token]
 
 
 @torch.no_grad()
@@ -96,17 +106,26 @@ def min_score(line_scores: Sequence[float]) -> float:
     return min(line_scores) if line_scores else float("-inf")
 
 
-def prm_input(codec: CharCodec, question: str, lines: Sequence[str]) -> tuple[list[int], list[int]]:
-    """Token ids of the PRM input and the positions of its step tags (one per line)."""
+def prm_input(
+    codec: CharCodec, question: str, lines: Sequence[str], joiner: str = STEP_DELIMITER
+) -> tuple[list[int], list[int]]:
+    """Token ids of the PRM input and the positions of its step tags (one per line). `joiner`
+    goes between a tag and the next line: the step delimiter for the tag head (the paper's
+    format), none for the value head (the harness's token-class format: step, separator, step)."""
     ids = [codec.bos_id, *codec.encode(format_prompt(question))]
     tags = []
     for i, line in enumerate(lines):
         ids += codec.encode(line)
         tags.append(len(ids))
         ids.append(codec.tag_id)
-        if i < len(lines) - 1:
-            ids += codec.encode(STEP_DELIMITER)
+        if i < len(lines) - 1 and joiner:
+            ids += codec.encode(joiner)
     return ids, tags
+
+
+def has_value_head(model: torch.nn.Module) -> bool:
+    """A one-label token-classification PRM (its score is a sigmoid), not a causal LM's tags."""
+    return not hasattr(model, "lm_head")
 
 
 def prm_logits_to_scores(logits: torch.Tensor, codec: CharCodec) -> torch.Tensor:
@@ -125,8 +144,10 @@ def prm_line_scores(
 ) -> list[list[float]]:
     """PRM score in [0, 1] of every line of each completion."""
     codec = CharCodec()
+    value = has_value_head(model)
+    joiner = "" if value else STEP_DELIMITER
     inputs = [
-        prm_input(codec, q, completion_lines(c))
+        prm_input(codec, q, completion_lines(c), joiner)
         for q, c in zip(questions, completions, strict=True)
     ]
     order = sorted(range(len(inputs)), key=lambda i: len(inputs[i][0]))
@@ -140,7 +161,10 @@ def prm_line_scores(
             seq = inputs[i][0]
             ids[j, : len(seq)] = torch.tensor(seq)
             att[j, : len(seq)] = 1
-        scores = prm_logits_to_scores(model(input_ids=ids, attention_mask=att).logits, codec)
+        logits = model(input_ids=ids, attention_mask=att).logits
+        scores = (
+            torch.sigmoid(logits[..., 0].float()) if value else prm_logits_to_scores(logits, codec)
+        )
         for j, i in enumerate(idx):
             res[i] = [float(scores[j, t]) for t in inputs[i][1]]
     return [res[i] for i in range(len(inputs))]

@@ -35,10 +35,22 @@ def testbed() -> None:
     show_default=True,
     help="Seed of initialisation, data and rollouts: a seed always gives the same models.",
 )
+@click.option(
+    "--prm-recipe",
+    default="paper",
+    show_default=True,
+    metavar="NAME",
+    help="The PRM's training recipe: paper (Math-Shepherd: soft labels, BCE at the step tag) or "
+    "one of hard, rank, bce+rank, value, deep2, rank+deep2, bce+rank+deep2, "
+    "surprise+deep2, surprise+rank+deep2, surprise+bce+rank+deep2 (README: Testbed). Each recipe "
+    "is its own cached run.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @json_option
 @handle_errors
-def train(out_dir: str, quick: bool, scale: str, seed: int, quiet: bool, as_json: bool) -> None:
+def train(
+    out_dir: str, quick: bool, scale: str, seed: int, prm_recipe: str, quiet: bool, as_json: bool
+) -> None:
     """Train the policy LM, a larger LM, a PRM and a reviser; write them with a manifest.
 
     \b
@@ -58,10 +70,13 @@ def train(out_dir: str, quick: bool, scale: str, seed: int, quiet: bool, as_json
     Example:
       ttc testbed train --out runs/testbed
       ttc testbed train --out runs/testbed-quick --quick --json
+      ttc testbed train --out runs/testbed-quick-rank --quick --prm-recipe rank+deep2
     """
     from models.testbed import train_testbed
 
-    manifest = train_testbed(out_dir, quick=quick, scale=scale, seed=seed, progress=not quiet)
+    manifest = train_testbed(
+        out_dir, quick=quick, scale=scale, seed=seed, progress=not quiet, prm_recipe=prm_recipe
+    )
     if as_json:
         echo_json(manifest)
         return

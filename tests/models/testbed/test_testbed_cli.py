@@ -73,3 +73,24 @@ def test_train_populates_out_from_the_cache(quick_testbed: Path, tmp_path: Path)
         main, ["testbed", "train", "--out", str(out), "--quick", "--seed", "1"]
     )
     assert res3.exit_code != 0 and "another testbed run" in res3.output
+
+
+def test_prm_recipes_in_the_help_are_the_settings_ones(tmp_path: Path) -> None:
+    """Every recipe the settings know is named in --help (the CLI cannot import them: torch), and
+    an unknown one is one clear line naming the known ones, with nothing written."""
+    import re
+
+    from models.testbed.settings import PRM_RECIPES
+
+    res = CliRunner().invoke(main, ["testbed", "train", "--help"])
+    text = " ".join(res.output.split())
+    listed = re.search(r"paper \(Math-Shepherd.*?\) or one of (.*?) \(README", text)
+    assert listed is not None
+    assert ["paper", *listed.group(1).split(", ")] == list(PRM_RECIPES)
+    out = tmp_path / "tb"
+    res = CliRunner().invoke(
+        main, ["testbed", "train", "--out", str(out), "--quick", "--prm-recipe", "best"]
+    )
+    assert res.exit_code != 0 and len(res.output.strip().splitlines()) == 1
+    assert "unknown PRM recipe 'best'" in res.output and "rank+deep2" in res.output
+    assert not out.exists() or not any(out.iterdir())
