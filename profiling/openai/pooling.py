@@ -42,6 +42,7 @@ from profiling.openai.server import PROBE_TEXT
 from profiling.openai.verifiers import ServerStepTagPRM, _LocalScorer
 from profiling.problems import Problem
 from profiling.verifiers.base import Candidate, Scored, check_agg_mode, meta_for, step_texts
+from profiling.verifiers.token_class import check_labels
 
 Built = tuple[list[int], list[int]]  # a sequence's token ids and its read positions
 
@@ -190,14 +191,7 @@ class ServerTokenClassPRM:
             batch_size=batch_size,
         )
         hf_config = self.s.hf_config
-        n_labels = int(hf_config.num_labels)
-        if n_labels not in (1, 2):
-            raise ValueError(
-                f"PRM {served_model}: a token-classification PRM needs 1 or 2 labels, got "
-                f"{n_labels}"
-            )
-        if n_labels == 2 and positive_label not in (0, 1):
-            raise ValueError(f"PRM {served_model}: positive_label must be 0 or 1")
+        n_labels = check_labels(served_model, int(hf_config.num_labels), positive_label)
         self.n_labels, self.positive = n_labels, positive_label
         self.s.shape = shape_from_config(hf_config, head_out=n_labels)
         self.s.n_params = _token_class_params(hf_config)

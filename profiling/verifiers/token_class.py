@@ -24,6 +24,17 @@ from profiling.verifiers.base import (
 )
 
 
+def check_labels(name: str, n_labels: int, positive_label: int) -> int:
+    """A token-classification PRM's label count (1: sigmoid, 2: softmax at `positive_label`)."""
+    if n_labels not in (1, 2):
+        raise ValueError(
+            f"PRM {name}: a token-classification PRM needs 1 or 2 labels, got {n_labels}"
+        )
+    if n_labels == 2 and positive_label not in (0, 1):
+        raise ValueError(f"PRM {name}: positive_label must be 0 or 1")
+    return n_labels
+
+
 class TokenClassPRM:
     """A token-classification / value-head PRM read at each step's end."""
 
@@ -43,11 +54,7 @@ class TokenClassPRM:
         batch_size: int = 16,
     ) -> None:
         check_agg_mode(agg, mode)
-        n_labels = int(model.config.num_labels)
-        if n_labels not in (1, 2):
-            raise ValueError(
-                f"PRM {name}: a token-classification PRM needs 1 or 2 labels, got {n_labels}"
-            )
+        n_labels = check_labels(name, int(model.config.num_labels), positive_label)
         self.s = HFScorer(
             model,
             tokenizer,
