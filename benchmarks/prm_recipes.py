@@ -30,6 +30,11 @@ LEVELS_AUC = (2, 3, 4, 5, 6)
 MEDIUM = (3, 4, 5)
 
 
+def _policy_key(tb: Path) -> str:
+    """The testbed policy's cache key (pools and labels depend on the policy alone)."""
+    return str(json.loads((tb / "manifest.json").read_text())["stage_keys"]["policy"])
+
+
 def _pool(tb: Path, per_level: int, samples: int, seed: int, cache: Path) -> dict:
     """The policy's solutions to fresh questions (cached: sampling is the slow part)."""
     from models.testbed import task
@@ -37,7 +42,7 @@ def _pool(tb: Path, per_level: int, samples: int, seed: int, cache: Path) -> dic
     from models.testbed.generation import sample_completions
     from models.testbed.quality import eval_problems
 
-    path = cache / f"pool-{per_level}-{samples}-{seed}.json"
+    path = cache / f"pool-{_policy_key(tb)}-{per_level}-{samples}-{seed}.json"
     if path.exists():
         return json.loads(path.read_text())
     problems = eval_problems(seed, per_level)
@@ -60,16 +65,16 @@ def _pool(tb: Path, per_level: int, samples: int, seed: int, cache: Path) -> dic
     return pool
 
 
-def _labels(tb: Path, questions: int, seed: int, cache: Path) -> list[dict]:
+def _labels(tb: Path, questions: int, seed: int, cache: Path, scale: str) -> list[dict]:
     """The default recipe's rollout labels for `questions` training questions (cached)."""
     from models.testbed.checkpoints import load_hf_model
     from models.testbed.prm import rollout_labels
     from models.testbed.settings import TestbedSettings
 
-    path = cache / f"labels-{questions}-{seed}.json"
+    path = cache / f"labels-{_policy_key(tb)}-{questions}-{seed}.json"
     if path.exists():
         return json.loads(path.read_text())
-    settings = TestbedSettings(quick=False, scale="default", seed=seed)
+    settings = TestbedSettings(quick=False, scale=scale, seed=seed)
     object.__setattr__(settings, "prm", replace(settings.prm, questions=questions))
     items, stats = rollout_labels(load_hf_model(tb / "policy"), settings, progress=True)
     print(
@@ -208,6 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--per-level", type=int, default=40, help="fresh questions per level")
     ap.add_argument("--samples", type=int, default=16, help="solutions per fresh question")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--scale", choices=("default", "paper"), default="default", help="the testbed's scale"
+    )
     ap.add_argument("--cache", type=Path, default=Path("runs/prm-recipes"))
     ap.add_argument("--json", type=Path, help="also write the headline figures here")
     args = ap.parse_args(argv)
@@ -224,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         ap.error(f"unknown recipe {unknown[0]!r}; choose from {', '.join(PRM_RECIPES)}")
     torch.set_num_threads(2)
-    tb = args.testbed or ensure_testbed(quick=False, scale="default", seed=args.seed)
+    tb = args.testbed or ensure_testbed(quick=False, scale=args.scale, seed=args.seed)
     args.cache.mkdir(parents=True, exist_ok=True)
     pool = _pool(tb, args.per_level, args.samples, args.seed, args.cache)
     headline = {}
@@ -235,8 +243,8 @@ def main(argv: list[str] | None = None) -> int:
         analyse(pool, shipped)
         headline["shipped"] = report("shipped PRM", _per_question(pool, shipped))
     if names:
-        items = _labels(tb, args.questions, args.seed, args.cache)
-    base = TestbedSettings(quick=False, scale="default", seed=args.seed).prm
+        items = _labels(tb, args.questions, args.seed, args.cache, args.scale)
+    base = TestbedSettings(quick=False, scale=args.scale, seed=args.seed).prm
     for name in names:
         spec = replace(base, **PRM_RECIPES[name])
         if args.steps:
