@@ -60,7 +60,7 @@ def _trim(completion: str) -> list[str]:
     """Lines up to and including the first answer line."""
     lines = completion_lines(completion)
     for i, line in enumerate(lines):
-        if line.startswith(task.ANSWER_PREFIX.strip()):
+        if task.is_answer_line(line):
             return lines[: i + 1]
     return lines
 
@@ -92,7 +92,7 @@ def solution_item(problem: task.TestbedProblem, completion: str) -> dict | None:
     lines = _trim(completion)
     if not lines:
         return None
-    has_answer = lines[-1].startswith(task.ANSWER_PREFIX.strip())
+    has_answer = task.is_answer_line(lines[-1])
     item = {
         "question": problem.question,
         "answer": problem.answer,

@@ -39,10 +39,6 @@ from models.testbed.modeling import length_grouped
 from models.testbed.tokenizer import CharCodec
 from models.testbed.verifiers import line_token_logprobs, prm_input
 
-LABELS = ("soft", "hard")
-HEADS = ("tag", "value")
-LOSSES = ("bce", "rank", "bce+rank")
-
 
 @dataclass
 class PRMBatch:
@@ -181,7 +177,7 @@ def make_batch(
                 # the prefix's weakest line, as the rollout labels judge a prefix
                 worst = min(worst, sum(lp) / max(1, len(lp)))
                 line_lp[r, t] = worst
-        final = it["lines"][-1].startswith(task.ANSWER_PREFIX.strip())
+        final = task.is_answer_line(it["lines"][-1])
         q = qindex.setdefault(it["question"], len(qindex))
         for j, (t, y) in enumerate(zip(tags, it["labels"], strict=True)):
             tag_mask[r, t] = True

@@ -75,7 +75,7 @@ def _clean(attempt: str) -> str:
     """An attempt as shown in context: its lines up to the answer line."""
     lines = [line for line in attempt.split(task.STEP_DELIMITER) if line.strip()]
     for i, line in enumerate(lines):
-        if line.startswith(task.ANSWER_PREFIX.strip()):
+        if task.is_answer_line(line):
             lines = lines[: i + 1]
             break
     return task.STEP_DELIMITER.join(lines)

@@ -42,9 +42,9 @@ class PRMSpec:
         if min(self.questions, self.samples_per_question, self.rollouts) <= 0:
             raise ValueError(f"PRM data sizes must be positive, got {self}")
         if (
-            self.labels not in ("soft", "hard")
-            or self.head not in ("tag", "value")
-            or self.loss not in ("bce", "rank", "bce+rank")
+            self.labels not in PRM_LABELS
+            or self.head not in PRM_HEADS
+            or self.loss not in PRM_LOSSES
             or self.extra_layers < 0
             or self.per_question < 2
             or self.surprise < 0
@@ -289,6 +289,10 @@ def _prm_key(spec: PRMSpec) -> dict:
     return d
 
 
+# The recipe's choices (models/testbed/prm_train.py reads them).
+PRM_LABELS = ("soft", "hard")
+PRM_HEADS = ("tag", "value")
+PRM_LOSSES = ("bce", "rank", "bce+rank")
 PAPER_RECIPE = {"labels": "soft", "head": "tag", "loss": "bce", "extra_layers": 0, "surprise": 0.0}
 
 # Named recipes (models/testbed/prm_train.py), each measured by benchmarks/prm_recipes.py; the

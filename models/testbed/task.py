@@ -177,11 +177,16 @@ def generate_problems(
 # --- grading ----------------------------------------------------------------------------------
 
 
+def is_answer_line(line: str) -> bool:
+    """The line states the final answer (`Answer: N`)."""
+    return line.startswith(ANSWER_PREFIX.strip())
+
+
 def split_lines(completion: str) -> tuple[list[str], str | None]:
     """(step lines, final answer line or None). Lines after the first answer line are ignored."""
     steps: list[str] = []
     for line in completion.split(STEP_DELIMITER):
-        if line.startswith(ANSWER_PREFIX.strip()):
+        if is_answer_line(line):
             return steps, line
         if line.strip():
             steps.append(line)
