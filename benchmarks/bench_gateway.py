@@ -3,7 +3,7 @@
 1. A policy for the quick testbed through the real chain (`ttc profile` with sample n=8 and beam
    n=4 on --fit-problems problems, `ttc curves --probe-k 4`, `ttc plan --bin-by predicted`,
    `ttc policy export`), or --policy FILE (with --verifier naming the verifier it was made with).
-2. `ttc serve` in a subprocess (in-process backend on one torch thread, 20 ms adaptive
+2. `ttc serve` in a subprocess (in-process backend on --threads torch threads, 20 ms adaptive
    micro-batching window, 256 rows per forward batch), then the same --problems fresh testbed
    problems (another seed than the policy's) sent at concurrency 1, 8 and 32 with httpx (async;
    each level runs every problem once, then stops).
@@ -78,14 +78,16 @@ async def _load(url: str, problems: list[Any], budget: float | None, conc: int) 
     return {"results": out, "wall": wall}
 
 
-def _engine_ratio(policy: Path, testbed: Path, verifier: str, problems: list[Any]) -> None:
+def _engine_ratio(
+    policy: Path, testbed: Path, verifier: str, problems: list[Any], threads: int
+) -> None:
     """The same batching without HTTP: the engine alone, one request at a time vs 32 at once."""
     from profiling.gateway.engine import Ask
     from profiling.gateway.loading import load_engine, load_policy
 
     flags = {"model": "testbed:policy", "testbed": str(testbed), "verifier": (verifier,),
              "batch_size": 256}  # fmt: skip
-    engine = load_engine(None, flags, threads=1)
+    engine = load_engine(None, flags, threads=threads)
     pol = load_policy(policy, 1, engine).policy
     budget = float(pol.budgets[-1])
     engine.run(pol, [Ask(p.prompt, budget) for p in problems[:8]])  # warm-up
@@ -156,6 +158,7 @@ def main() -> None:
     ap.add_argument("--policy", default=None)
     ap.add_argument("--verifier", default=VERIFIER)
     ap.add_argument("--window-ms", type=float, default=20.0, help="micro-batching window")
+    ap.add_argument("--threads", type=int, default=1, help="the gateway's torch threads")
     ap.add_argument("--work", default=None, help="directory for the policy (default: a temp dir)")
     args = ap.parse_args()
 
@@ -177,7 +180,7 @@ def main() -> None:
     cmd = [sys.executable, "-m", "planner.cli", "serve", "--policy", str(policy),
            "--testbed", str(testbed), "--model", "testbed:policy", "--verifier", args.verifier,
            "--port", str(port), "--max-batch", "64", "--batch-size", "256",
-           "--batch-window-ms", str(args.window_ms)]  # fmt: skip
+           "--batch-window-ms", str(args.window_ms), "--threads", str(args.threads)]  # fmt: skip
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
     try:
         deadline = time.monotonic() + 300
@@ -225,7 +228,7 @@ def main() -> None:
             proc.wait(60)
         except subprocess.TimeoutExpired:
             proc.kill()
-    _engine_ratio(policy, testbed, args.verifier, problems)
+    _engine_ratio(policy, testbed, args.verifier, problems, args.threads)
 
 
 if __name__ == "__main__":

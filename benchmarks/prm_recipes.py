@@ -14,6 +14,10 @@ right solutions of the same questions.
     .venv/bin/python benchmarks/prm_recipes.py --analyse --recipes none
     .venv/bin/python benchmarks/prm_recipes.py --recipes paper,hard,surprise+deep2,deep2 \
         --questions 640 --steps 800                                     # 4x the labels
+    .venv/bin/python benchmarks/prm_recipes.py --scale paper --testbed runs/testbed-paper \
+        --analyse --recipes none                      # the paper scale's shipped PRM
+    .venv/bin/python benchmarks/prm_recipes.py --scale paper --testbed runs/testbed-paper \
+        --recipes surprise+deep2 --seed 1             # its recipe on other labels and questions
 """
 
 from __future__ import annotations
@@ -208,8 +212,8 @@ def main(argv: list[str] | None = None) -> int:
         "default) for every one, 'none' to train nothing",
     )
     ap.add_argument("--analyse", action="store_true", help="what the shipped PRM's top picks share")
-    ap.add_argument("--questions", type=int, default=160, help="training questions (default's)")
-    ap.add_argument("--steps", type=int, default=0, help="training steps (0: the default's)")
+    ap.add_argument("--questions", type=int, default=0, help="training questions (0: the scale's)")
+    ap.add_argument("--steps", type=int, default=0, help="training steps (0: the scale's)")
     ap.add_argument("--per-level", type=int, default=40, help="fresh questions per level")
     ap.add_argument("--samples", type=int, default=16, help="solutions per fresh question")
     ap.add_argument("--seed", type=int, default=0)
@@ -242,9 +246,10 @@ def main(argv: list[str] | None = None) -> int:
         shipped = _scores(load_hf_model(tb / "prm"), pool)
         analyse(pool, shipped)
         headline["shipped"] = report("shipped PRM", _per_question(pool, shipped))
+    base = TestbedSettings(quick=False, scale=args.scale, seed=args.seed).prm
+    args.questions = args.questions or base.questions
     if names:
         items = _labels(tb, args.questions, args.seed, args.cache, args.scale)
-    base = TestbedSettings(quick=False, scale=args.scale, seed=args.seed).prm
     for name in names:
         spec = replace(base, **PRM_RECIPES[name])
         if args.steps:

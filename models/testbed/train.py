@@ -110,7 +110,7 @@ def ensure_testbed(
     scale: str = "default",
     seed: int = 0,
     progress: bool = True,
-    prm_recipe: str = "paper",
+    prm_recipe: str = "",
 ) -> Path:
     """Train the testbed into the cache if it is not there yet; return the run directory.
 
@@ -367,10 +367,11 @@ def train_testbed(
     scale: str = "default",
     seed: int = 0,
     progress: bool = True,
-    prm_recipe: str = "paper",
+    prm_recipe: str = "",
 ) -> dict:
     """Train (or fetch from the cache) the testbed and write it to `out_dir`; returns the manifest.
-    `prm_recipe` names the PRM's recipe (`settings.PRM_RECIPES`; the paper's by default).
+    `prm_recipe` names the PRM's recipe (`settings.PRM_RECIPES`; empty: the scale's default,
+    `settings.DEFAULT_PRM_RECIPE`).
 
     `out_dir` gets policy/, large/, prm/, reviser/ (each loadable with
     `AutoModelForCausalLM.from_pretrained` and `AutoTokenizer.from_pretrained`) and manifest.json.

@@ -37,10 +37,10 @@ def testbed() -> None:
 )
 @click.option(
     "--prm-recipe",
-    default="paper",
-    show_default=True,
+    default="",
     metavar="NAME",
-    help="The PRM's training recipe: paper (Math-Shepherd: soft labels, BCE at the step tag) or "
+    help="The PRM's training recipe [default: paper; surprise+deep2 with --scale paper]: paper "
+    "(Math-Shepherd: soft labels, BCE at the step tag) or "
     "one of hard, rank, bce+rank, value, deep2, rank+deep2, bce+rank+deep2, "
     "surprise+deep2, surprise+rank+deep2, surprise+bce+rank+deep2 (README: Testbed). Each recipe "
     "is its own cached run.",
@@ -83,9 +83,11 @@ def train(
     models = manifest["models"]
     for name in ("policy", "large", "prm", "reviser"):
         m = models[name]
+        # The PRM's recipe differs by scale (the paper's at the default scale): say which.
+        recipe = f"  (recipe {m['recipe']['name']})" if "recipe" in m else ""
         click.echo(
             f"{name:8s} {m['params']:>10,d} params  "
-            f"{m.get('train_seconds', 0):8.1f} s  -> {out_dir}/{name}"
+            f"{m.get('train_seconds', 0):8.1f} s  -> {out_dir}/{name}{recipe}"
         )
     q = manifest.get("quality", {}).get("levels", {})
     if q:

@@ -71,8 +71,15 @@ class LikelihoodVerifier:
     @torch.no_grad()
     def score(self, candidates: Sequence[Candidate]) -> list[Scored]:
         seqs, plens, bounds = segment_ids(self.s, candidates)
+        # A problem's candidates repeat its prompt: encode it once (the FLOPs charged below stay
+        # those of a full forward per candidate, the cost of a verifier that shares nothing).
         lps = score_tokens(
-            self.s.model, seqs, plens, pad_token_id=self.s.pad, batch_size=self.s.batch_size
+            self.s.model,
+            seqs,
+            plens,
+            pad_token_id=self.s.pad,
+            batch_size=self.s.batch_size,
+            share_prompts=True,
         )
         out = []
         for c, seq, lp, b in zip(candidates, seqs, lps, bounds, strict=True):

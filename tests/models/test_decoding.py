@@ -101,6 +101,25 @@ def test_stop_eos_and_determinism() -> None:
         assert s == pytest.approx(g.logprobs, abs=1e-4)
 
 
+@pytest.mark.parametrize("kind", ["llama", "qwen2", "gpt2"])
+def test_shared_prompts_score_as_one_forward(kind: str) -> None:
+    """Candidates of the same prompts, of different lengths (one with no continuation), split
+    across batches: encoding each prompt once gives the log-probs of the plain forward."""
+    model = _tiny(kind)
+    gens = sample_batch(model, PROMPTS * 3, max_new_tokens=7, stop_token_ids={3}, seed=5)
+    seqs = [p + g.token_ids for p, g in zip(PROMPTS * 3, gens, strict=True)] + [PROMPTS[0]]
+    plens = [len(p) for p in PROMPTS * 3] + [len(PROMPTS[0])]
+    plain = score_tokens(model, seqs, plens, batch_size=4)
+    for batch in (1, 4, len(seqs)):
+        shared = score_tokens(model, seqs, plens, batch_size=batch, share_prompts=True)
+        assert [len(s) for s in shared] == [len(s) for s in plain]
+        assert shared[-1] == []
+        for a, b in zip(shared, plain, strict=True):
+            assert a == pytest.approx(b, abs=1e-5)
+    with pytest.raises(ValueError, match="prompt_lens"):
+        score_tokens(model, [[1, 2]], [0], share_prompts=True)
+
+
 def test_top_p_small_is_greedy() -> None:
     model = _tiny("qwen2")
     greedy = sample_batch(model, PROMPTS, max_new_tokens=5, temperature=0.0)

@@ -25,7 +25,7 @@ from models.testbed.prm_train import (
     value_head_model,
     with_surprise,
 )
-from models.testbed.settings import TestbedSettings
+from models.testbed.settings import DEFAULT_PRM_RECIPE, TestbedSettings
 from models.testbed.tokenizer import CharCodec
 
 
@@ -158,6 +158,22 @@ def test_the_paper_recipe_keeps_its_cache_keys() -> None:
     assert other.stage_key("prm") != s.stage_key("prm") and not other.prm.is_paper()
     with pytest.raises(ValueError, match="recipe"):
         replace(s.prm, head="mlp")
+
+
+def test_each_scale_trains_its_default_recipe_unless_one_is_named() -> None:
+    """The paper scale's PRM is the best measured recipe on 8x the labels; the default and quick
+    scales keep the paper's recipe (and its cache keys); a named recipe wins at any scale."""
+    paper = TestbedSettings(quick=False, scale="paper", seed=0)
+    assert paper.prm_recipe == DEFAULT_PRM_RECIPE["paper"] == "surprise+deep2"
+    assert (paper.prm.extra_layers, paper.prm.surprise) == (2, 1.0)
+    assert (paper.prm.questions, paper.prm.train.steps) == (1280, 1600)
+    default = TestbedSettings(quick=False, scale="default", seed=0)
+    assert default.prm_recipe == "paper" and default.prm.is_paper()
+    assert (default.prm.questions, default.prm.train.steps) == (160, 200)
+    assert TestbedSettings(quick=True, scale="paper", seed=0).prm.is_paper()
+    named = TestbedSettings(quick=False, scale="paper", seed=0, prm_recipe="paper")
+    assert named.prm.is_paper() and named.prm.questions == 1280
+    assert named.stage_key("prm") != paper.stage_key("prm")
 
 
 @pytest.mark.slow

@@ -68,6 +68,10 @@ def test_train_populates_out_from_the_cache(quick_testbed: Path, tmp_path: Path)
         main, ["testbed", "train", "--out", str(out), "--quick", "--quiet", "--json"]
     )
     assert res2.exit_code == 0 and json.loads(res2.output)["run_key"] == manifest["run_key"]
+    assert manifest["models"]["prm"]["recipe"]["name"] == "paper"
+    # Without --json: one line per model; the PRM's says which recipe trained it.
+    text = CliRunner().invoke(main, ["testbed", "train", "--out", str(out), "--quick", "--quiet"])
+    assert text.exit_code == 0 and f"-> {out}/prm  (recipe paper)" in text.output
     # The same directory with another seed is another run's: refused.
     res3 = CliRunner().invoke(
         main, ["testbed", "train", "--out", str(out), "--quick", "--seed", "1"]
@@ -80,11 +84,14 @@ def test_prm_recipes_in_the_help_are_the_settings_ones(tmp_path: Path) -> None:
     an unknown one is one clear line naming the known ones, with nothing written."""
     import re
 
-    from models.testbed.settings import PRM_RECIPES
+    from models.testbed.settings import DEFAULT_PRM_RECIPE, PRM_RECIPES
 
     res = CliRunner().invoke(main, ["testbed", "train", "--help"])
     text = " ".join(res.output.split())
-    listed = re.search(r"paper \(Math-Shepherd.*?\) or one of (.*?) \(README", text)
+    d = DEFAULT_PRM_RECIPE
+    assert d["quick"] == d["default"]
+    assert f"[default: {d['default']}; {d['paper']} with --scale paper]" in text
+    listed = re.search(r"paper \(Math- ?Shepherd.*?\) or one of (.*?) \(README", text)
     assert listed is not None
     assert ["paper", *listed.group(1).split(", ")] == list(PRM_RECIPES)
     out = tmp_path / "tb"
