@@ -17,7 +17,7 @@
 5. The batching gain without HTTP: the engine alone, 64 requests one at a time vs 32 at once
    (what the micro-batcher can gain at most; the load run shows what HTTP leaves of it).
 
-Run:  .venv/bin/python benchmarks/bench_gateway.py [--problems 400] [--budget B]
+Run:  .venv/bin/python benchmarks/bench_gateway.py [--problems 1000] [--budget B] [--threads 2]
 Figures are ratios and rates measured in one run on this machine, never asserted by tests.
 """
 
@@ -151,8 +151,8 @@ def _promise(results: list[dict[str, Any]], ci: float) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--problems", type=int, default=400)
-    ap.add_argument("--fit-problems", type=int, default=96)
+    ap.add_argument("--problems", type=int, default=1000)
+    ap.add_argument("--fit-problems", type=int, default=400)
     ap.add_argument("--concurrency", default="1,8,32")
     ap.add_argument("--budget", type=float, default=None, help="default: the policy's largest")
     ap.add_argument("--policy", default=None)

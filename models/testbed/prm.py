@@ -11,18 +11,18 @@ rollouts stop (`stop_dead`) are choices of cost, not of the label: see `_select`
 `rollout_labels`.
 
 What it learns (`benchmarks/prm_recipes.py`, 40 fresh questions per level x 16 samples; the
-README's testbed section has the figures and the commands): it fits its training questions but
-ranks the steps of new ones at chance (step AUROC .54 on levels 2-6), and its top-scored samples
-are worse than a random one (top-1 of 16 is 15 points below pass@1). Its top-scored wrong
-samples carry the same kinds of first error as all wrong samples (arithmetic 85%), but more often
-in the last step (33% against 25%) and more often malformed: it judges a solution by how its
-question and its shape usually end, not by its lines. No recipe tried (hard labels, a ranking loss
-within a question and step index, a value head, two added decoder layers, self-distillation of
-the larger LM's per-character log-probs, 4x the labelled questions, the paper scale's 13x larger
-LM) moved step AUROC out of .46-.56 alone. All of them together reached .60 [.56, .64], and with 8x
-the labelled questions (1,280) and 1,600 steps .79 [.74, .82] (one seed; not yet a default). The
-larger LM's own likelihood, read as the lowest mean log-prob of the lines so far, ranks the same
-steps at .996: the knowledge is in the LM, and it takes that scale of labels to bring it to the tag.
+README's testbed section has the figures and the commands). At the default scale, with the paper's
+recipe (that scale's default), it fits its training questions but ranks the steps of new ones at
+chance (step AUROC .54 on levels 2-6), and its top-scored samples are worse than a random one
+(top-1 of 16 is 15 points below pass@1): it judges a solution by how its question and shape usually
+end, not by its lines. No recipe (hard labels, a ranking loss within a question and step index, a
+value head, two added decoder layers, self-distillation of the larger LM's per-character log-probs,
+4x the labels, the paper scale's 13x larger LM) moved that out of .46-.56 alone. The 13x LM with
+two added layers and the self-distilled log-probs (surprise+deep2) on 8x the labelled questions
+(1,280) and 1,600 steps did: the paper scale's default (`settings.DEFAULT_PRM_RECIPE`) ranks new
+steps at .79 [.76, .82], and its top-1 of 16 is above pass@1. The larger LM's own likelihood ranks
+the same steps at .996: the knowledge is in the LM, and it takes that scale of labels to bring it
+to the tag.
 """
 
 from __future__ import annotations
