@@ -39,69 +39,68 @@ def score_tokens(
     was_training = model.training
     model.eval()
     try:
-        if share_prompts:
-            return _score_shared(model, sequences, prompt_lens, pad_token_id, batch_size)
-        return _score_tokens(model, sequences, prompt_lens, pad_token_id, batch_size)
+        return _score(model, sequences, prompt_lens, pad_token_id, batch_size, share_prompts)
     finally:
         model.train(was_training)
 
 
-def _score_tokens(
+def _score(
     model: torch.nn.Module,
     sequences: Sequence[Sequence[int]],
     prompt_lens: Sequence[int],
     pad_token_id: int,
     batch_size: int,
+    share: bool,
 ) -> list[list[float]]:
-    device = model_device(model)
-    result: list[list[float]] = [[] for _ in sequences]
-    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
-        width = max(len(sequences[i]) for i in chunk)
-        if width == 0:
-            continue
-        ids = torch.full((len(chunk), width), pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for r, i in enumerate(chunk):
-            s = sequences[i]
-            if s:
-                ids[r, width - len(s) :] = torch.as_tensor(list(s), dtype=torch.long)
-                mask[r, width - len(s) :] = 1
-        ids, mask = ids.to(device), mask.to(device)
-        pos = (mask.cumsum(dim=1) - 1).clamp_min(0)
-        logits = model(input_ids=ids, attention_mask=mask, position_ids=pos).logits.float()
-        lp = torch.log_softmax(logits[:, :-1, :], dim=-1).gather(2, ids[:, 1:, None]).squeeze(2)
-        lp_rows = lp.tolist()
-        for r, i in enumerate(chunk):
-            s, pl = sequences[i], int(prompt_lens[i])
-            # token j of s (j >= 1) sits at padded index width-len(s)+j; its log-prob at index-1
-            off = width - len(s)
-            result[i] = lp_rows[r][off + pl - 1 : off + len(s) - 1]
-    return result
-
-
-def _score_shared(
-    model: torch.nn.Module,
-    sequences: Sequence[Sequence[int]],
-    prompt_lens: Sequence[int],
-    pad_token_id: int,
-    batch_size: int,
-) -> list[list[float]]:
-    # Rows of one prompt sit next to each other (then by length, for less padding), so a batch
-    # holds few distinct prompts.
     prompts = [
         tuple(int(t) for t in s[: int(pl)]) for s, pl in zip(sequences, prompt_lens, strict=True)
     ]
-    order = sorted(range(len(sequences)), key=lambda i: (prompts[i], len(sequences[i])))
+    if share:
+        # Rows of one prompt sit next to each other (then by length, for less padding), so a
+        # batch holds few distinct prompts.
+        order = sorted(range(len(sequences)), key=lambda i: (prompts[i], len(sequences[i])))
+    else:
+        order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
     result: list[list[float]] = [[] for _ in sequences]
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
-        keys: dict[tuple[int, ...], int] = {}
-        rows = [keys.setdefault(prompts[i], len(keys)) for i in chunk]
-        state = DecodeState.prefill(model, list(keys), pad_token_id=pad_token_id)
-        state.select(rows)
-        lps = state.extend([list(sequences[i][len(prompts[i]) :]) for i in chunk])
+        seqs = [list(sequences[i]) for i in chunk]
+        plens = [len(prompts[i]) for i in chunk]
+        lps = (_chunk_shared if share else _chunk)(model, seqs, plens, pad_token_id)
         for i, lp in zip(chunk, lps, strict=True):
             result[i] = lp
     return result
+
+
+def _chunk(
+    model: torch.nn.Module, seqs: list[list[int]], plens: list[int], pad_token_id: int
+) -> list[list[float]]:
+    """One padded forward of the whole sequences."""
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for r, s in enumerate(seqs):
+        ids[r, width - len(s) :] = torch.as_tensor(s, dtype=torch.long)
+        mask[r, width - len(s) :] = 1
+    device = model_device(model)
+    ids, mask = ids.to(device), mask.to(device)
+    pos = (mask.cumsum(dim=1) - 1).clamp_min(0)
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=pos).logits.float()
+    lp_rows = torch.log_softmax(logits[:, :-1, :], dim=-1).gather(2, ids[:, 1:, None]).squeeze(2)
+    out = []
+    for row, s, pl in zip(lp_rows.tolist(), seqs, plens, strict=True):
+        # token j of s (j >= 1) sits at padded index width-len(s)+j; its log-prob at index-1
+        off = width - len(s)
+        out.append(row[off + pl - 1 : off + len(s) - 1])
+    return out
+
+
+def _chunk_shared(
+    model: torch.nn.Module, seqs: list[list[int]], plens: list[int], pad_token_id: int
+) -> list[list[float]]:
+    """Each distinct prompt encoded once, its KV rows copied, the continuations teacher-forced."""
+    keys: dict[tuple[int, ...], int] = {}
+    rows = [keys.setdefault(tuple(s[:pl]), len(keys)) for s, pl in zip(seqs, plens, strict=True)]
+    state = DecodeState.prefill(model, list(keys), pad_token_id=pad_token_id)
+    state.select(rows)
+    return state.extend([s[pl:] for s, pl in zip(seqs, plens, strict=True)])
