@@ -159,6 +159,7 @@ def main() -> None:
     ap.add_argument("--verifier", default=VERIFIER)
     ap.add_argument("--window-ms", type=float, default=20.0, help="micro-batching window")
     ap.add_argument("--threads", type=int, default=1, help="the gateway's torch threads")
+    ap.add_argument("--workers", type=int, default=1, help="the gateway's batcher threads")
     ap.add_argument("--work", default=None, help="directory for the policy (default: a temp dir)")
     args = ap.parse_args()
 
@@ -180,7 +181,7 @@ def main() -> None:
     cmd = [sys.executable, "-m", "planner.cli", "serve", "--policy", str(policy),
            "--testbed", str(testbed), "--model", "testbed:policy", "--verifier", args.verifier,
            "--port", str(port), "--max-batch", "64", "--batch-size", "256",
-           "--batch-window-ms", str(args.window_ms), "--threads", str(args.threads)]  # fmt: skip
+           "--batch-window-ms", str(args.window_ms), "--threads", str(args.threads), "--workers", str(args.workers)]  # fmt: skip
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
     try:
         deadline = time.monotonic() + 300

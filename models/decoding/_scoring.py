@@ -56,9 +56,16 @@ def _score(
         tuple(int(t) for t in s[: int(pl)]) for s, pl in zip(sequences, prompt_lens, strict=True)
     ]
     if share:
-        # Rows of one prompt sit next to each other (then by length, for less padding), so a
-        # batch holds few distinct prompts.
-        order = sorted(range(len(sequences)), key=lambda i: (prompts[i], len(sequences[i])))
+        # Two orders: rows of one prompt together (few distinct prompts a batch: the most
+        # sharing) or by continuation length (the least padding: short prompts, long and varied
+        # continuations); the one that feeds the model fewer tokens wins.
+        by_prompt = sorted(range(len(sequences)), key=lambda i: (prompts[i], len(sequences[i])))
+        by_length = sorted(
+            range(len(sequences)), key=lambda i: (len(sequences[i]) - len(prompts[i]), prompts[i])
+        )
+        order = min(
+            by_prompt, by_length, key=lambda o: _fed_tokens(o, prompts, sequences, batch_size)
+        )
     else:
         order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
     result: list[list[float]] = [[] for _ in sequences]
@@ -70,6 +77,23 @@ def _score(
         for i, lp in zip(chunk, lps, strict=True):
             result[i] = lp
     return result
+
+
+def _fed_tokens(
+    order: list[int],
+    prompts: list[tuple[int, ...]],
+    sequences: Sequence[Sequence[int]],
+    batch_size: int,
+) -> int:
+    """Tokens a prompt-sharing pass in this order feeds, padding included: per batch, its
+    distinct prompts at their widest, then every row's continuation at the longest."""
+    total = 0
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        distinct = {prompts[i] for i in chunk}
+        total += len(distinct) * max(len(p) for p in distinct)
+        total += len(chunk) * max(len(sequences[i]) - len(prompts[i]) for i in chunk)
+    return total
 
 
 def _chunk(
