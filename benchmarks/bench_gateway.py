@@ -181,7 +181,8 @@ def main() -> None:
     cmd = [sys.executable, "-m", "planner.cli", "serve", "--policy", str(policy),
            "--testbed", str(testbed), "--model", "testbed:policy", "--verifier", args.verifier,
            "--port", str(port), "--max-batch", "64", "--batch-size", "256",
-           "--batch-window-ms", str(args.window_ms), "--threads", str(args.threads), "--workers", str(args.workers)]  # fmt: skip
+           "--batch-window-ms", str(args.window_ms), "--threads", str(args.threads),
+           "--workers", str(args.workers)]  # fmt: skip
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
     try:
         deadline = time.monotonic() + 300
