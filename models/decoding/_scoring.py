@@ -52,31 +52,41 @@ def _score(
     batch_size: int,
     share: bool,
 ) -> list[list[float]]:
-    prompts = [
-        tuple(int(t) for t in s[: int(pl)]) for s, pl in zip(sequences, prompt_lens, strict=True)
-    ]
+    seqs = [list(s) for s in sequences]
+    plens = [int(pl) for pl in prompt_lens]
     if share:
-        # Two orders: rows of one prompt together (few distinct prompts a batch: the most
-        # sharing) or by continuation length (the least padding: short prompts, long and varied
-        # continuations); the one that feeds the model fewer tokens wins.
-        by_prompt = sorted(range(len(sequences)), key=lambda i: (prompts[i], len(sequences[i])))
-        by_length = sorted(
-            range(len(sequences)), key=lambda i: (len(sequences[i]) - len(prompts[i]), prompts[i])
-        )
+        prompts = [tuple(s[:pl]) for s, pl in zip(seqs, plens, strict=True)]
+        # The order that feeds the model fewer tokens (see shared_orders).
         order = min(
-            by_prompt, by_length, key=lambda o: _fed_tokens(o, prompts, sequences, batch_size)
+            shared_orders(prompts, seqs).values(),
+            key=lambda o: _fed_tokens(o, prompts, seqs, batch_size),
         )
     else:
-        order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
-    result: list[list[float]] = [[] for _ in sequences]
+        order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+    result: list[list[float]] = [[] for _ in seqs]
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
-        seqs = [list(sequences[i]) for i in chunk]
-        plens = [len(prompts[i]) for i in chunk]
-        lps = (_chunk_shared if share else _chunk)(model, seqs, plens, pad_token_id)
+        rows = [seqs[i] for i in chunk]
+        if share:
+            lps = _chunk_shared(model, rows, [prompts[i] for i in chunk], pad_token_id)
+        else:
+            lps = _chunk(model, rows, [plens[i] for i in chunk], pad_token_id)
         for i, lp in zip(chunk, lps, strict=True):
             result[i] = lp
     return result
+
+
+def shared_orders(
+    prompts: list[tuple[int, ...]], sequences: Sequence[Sequence[int]]
+) -> dict[str, list[int]]:
+    """The two row orders of a prompt-sharing pass: `prompt` keeps a prompt's rows together (few
+    distinct prompts a batch: the most sharing), `length` sorts by continuation length (the least
+    padding: short prompts, long and varied continuations)."""
+    n = range(len(sequences))
+    return {
+        "prompt": sorted(n, key=lambda i: (prompts[i], len(sequences[i]))),
+        "length": sorted(n, key=lambda i: (len(sequences[i]) - len(prompts[i]), prompts[i])),
+    }
 
 
 def _fed_tokens(
@@ -120,11 +130,14 @@ def _chunk(
 
 
 def _chunk_shared(
-    model: torch.nn.Module, seqs: list[list[int]], plens: list[int], pad_token_id: int
+    model: torch.nn.Module,
+    seqs: list[list[int]],
+    prompts: list[tuple[int, ...]],
+    pad_token_id: int,
 ) -> list[list[float]]:
     """Each distinct prompt encoded once, its KV rows copied, the continuations teacher-forced."""
     keys: dict[tuple[int, ...], int] = {}
-    rows = [keys.setdefault(tuple(s[:pl]), len(keys)) for s, pl in zip(seqs, plens, strict=True)]
+    rows = [keys.setdefault(p, len(keys)) for p in prompts]
     state = DecodeState.prefill(model, list(keys), pad_token_id=pad_token_id)
     state.select(rows)
-    return state.extend([s[pl:] for s, pl in zip(seqs, plens, strict=True)])
+    return state.extend([s[len(p) :] for s, p in zip(seqs, prompts, strict=True)])

@@ -123,7 +123,7 @@ def test_shared_prompts_score_as_one_forward(kind: str) -> None:
 def test_shared_scoring_takes_the_order_that_feeds_fewer_tokens() -> None:
     """Long shared prompts with short continuations batch by prompt; short prompts with long,
     varied continuations batch by length; either way the log-probs are the plain forward's."""
-    from models.decoding._scoring import _fed_tokens
+    from models.decoding._scoring import _fed_tokens, shared_orders
 
     model = _tiny("llama")
     long_p = [[1, 5, 6, 7, 8, 9, 4, 3] * 3, [2, 9, 8, 7, 6, 5, 4] * 3]
@@ -132,11 +132,8 @@ def test_shared_scoring_takes_the_order_that_feeds_fewer_tokens() -> None:
         seqs = [p + [3] * (1 + 5 * (j % 4)) for j in range(8) for p in prompts]
         plens = [len(p) for _ in range(8) for p in prompts]
         keys = [tuple(s[:pl]) for s, pl in zip(seqs, plens, strict=True)]
-        n = range(len(seqs))
-        by_prompt = sorted(n, key=lambda i: (keys[i], len(seqs[i])))
-        by_length = sorted(n, key=lambda i: (len(seqs[i]) - len(keys[i]), keys[i]))
         fed = {o: _fed_tokens(order, keys, seqs, 4) for o, order in
-               (("prompt", by_prompt), ("length", by_length))}  # fmt: skip
+               shared_orders(keys, seqs).items()}  # fmt: skip
         assert min(fed, key=fed.__getitem__) == want
         shared = score_tokens(model, seqs, plens, batch_size=4, share_prompts=True)
         for a, b in zip(shared, score_tokens(model, seqs, plens, batch_size=4), strict=True):
