@@ -152,6 +152,16 @@ def _check_semantics(doc: dict[str, Any], source: str) -> None:
                 raise PlannerError(
                     f"{source}: field 'decisions': no decision for bin {b} at budget {t:g}"
                 )
+    for t in doc["budgets"]:
+        at = [doc["decisions"][seen[(b, float(t))]] for b in doc["bins"]]
+        unprobed = [d for d in at if not d.get("probe", True)]
+        if unprobed and (
+            len(unprobed) != len(at) or len({(d["strategy"], d["config"]) for d in at}) != 1
+        ):
+            raise PlannerError(
+                f"{source}: field 'decisions': at budget {t:g} a decision without probes must "
+                "be the same option in every bin, and every bin's decision must skip the probes"
+            )
     _check_decision(doc["fallback"], "fallback", source)
 
 

@@ -7,11 +7,15 @@ and config that the plan chose for that bin at that budget, with the expected ac
 confidence interval) and the expected cost.
 
 Budgets: the decision is the one at the **largest policy budget <= the requested budget** (a
-router never spends more than it was given). A budget below the smallest policy budget gets the
-policy's `fallback` decision, marked `fallback=True`. Budgets are in the policy's `budget_unit`
-(generations per prompt, or FLOPs per prompt), probes included when the policy charges them.
-With FLOPs, a policy budget is the plan's: an option's mean FLOPs over all problems, so a hard
-bin (longer generations) may expect more FLOPs than the budget; `total_flops` says how much.
+router never spends more than it was given). At some budgets the plan found that probing does not
+repay its k generations: there every bin's decision is the same option with `probe` false, and a
+router asks `Policy.probes_needed(budget)` first and runs that option without probing (the
+decision's bin is then None, -1 in `Decisions.bin`). A budget below the smallest policy budget
+gets the policy's `fallback` decision, marked `fallback=True`. Budgets are in the policy's
+`budget_unit` (generations per prompt, or FLOPs per prompt), probes included when the policy
+charges them. With FLOPs, a policy budget is the plan's: an option's mean FLOPs over all
+problems, so a hard bin (longer generations) may expect more FLOPs than the budget;
+`total_flops` says how much.
 
 The file is read and checked once, at load (`planner.policy.file`), so `decide` can stay fast.
 """
@@ -45,9 +49,10 @@ _DECISION_FIELDS = (
 
 @dataclass(frozen=True)
 class Decision:
-    """What to run for one prompt. `budget` is the policy budget used (<= the requested one)."""
+    """What to run for one prompt. `budget` is the policy budget used (<= the requested one);
+    `probe` whether the decision needed the probes (False: `bin` is None, nothing was predicted)."""
 
-    bin: int
+    bin: int | None
     budget: float
     strategy: str
     config: str
@@ -62,6 +67,7 @@ class Decision:
     total_tokens: float
     probe_reused: bool
     fallback: bool
+    probe: bool = True
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -69,7 +75,8 @@ class Decision:
 
 @dataclass(frozen=True)
 class Decisions:
-    """Vectorised decisions: row i answers request i. `index` points into `Policy.table`."""
+    """Vectorised decisions: row i answers request i. `index` points into `Policy.table`;
+    `bin` is -1 where the decision needs no probes (`probe` False)."""
 
     policy: Policy
     bin: np.ndarray
@@ -83,9 +90,15 @@ class Decisions:
     def column(self, name: str) -> np.ndarray:
         return self.policy.table[name][self.index]
 
+    @property
+    def probe(self) -> np.ndarray:
+        """Whether each row's decision needed the probes."""
+        return self.policy.table["probe"][self.index]
+
     def decision(self, i: int) -> Decision:
+        b = int(self.bin[i])
         return self.policy._decision(
-            int(self.index[i]), int(self.bin[i]), float(self.budget[i]), bool(self.fallback[i])
+            int(self.index[i]), None if b < 0 else b, float(self.budget[i]), bool(self.fallback[i])
         )
 
 
@@ -121,6 +134,8 @@ class Policy:
             "strategy": np.array([r["strategy"] for r in rows], dtype=object),
             "config": np.array([r["config"] for r in rows], dtype=object),
             "probe_reused": np.array([bool(r["probe_reused"]) for r in rows]),
+            # Files written before decisions could skip the probes have no field: they probe.
+            "probe": np.array([bool(r.get("probe", True)) for r in rows]),
         }
         for f in _DECISION_FIELDS:
             self.table[f] = np.array([float(r[f]) for r in rows])
@@ -184,19 +199,45 @@ class Policy:
         # counts.
         return np.searchsorted(self.budgets, b * (1 + 1e-9), side="right") - 1
 
+    def probes_needed(self, budgets: Any) -> np.ndarray:
+        """[n] bool: whether the decision at each requested budget needs the k probes (False at
+        budgets where the plan runs one option for every prompt, and below the smallest policy
+        budget when the fallback says so)."""
+        ti = self.budget_index(budgets)
+        # Every bin's decision at a budget agrees on `probe` (checked at load): read bin 0's.
+        return self.table["probe"][np.where(ti < 0, self.fallback_index, np.maximum(ti, 0))]
+
     def decide_many(
         self, probe_scores: Any, budgets: Any, answers: Any = None, gen_tokens: Any = None
     ) -> Decisions:
-        """Vectorised decisions for n requests: probe arrays [n, k], budgets scalar or [n]."""
-        bi = self._bin_index(probe_scores, answers, gen_tokens)
+        """Vectorised decisions for n requests: probe arrays [n, k], budgets scalar or [n].
+
+        Rows whose budget needs no probes (`probes_needed`) ignore their probe inputs (any finite
+        values will do); `probe_scores` None is allowed when no requested budget needs them.
+        """
+        if probe_scores is None:
+            ti = self.budget_index(budgets)
+            need = self.probes_needed(budgets)
+            if need.any():
+                raise PlannerError(
+                    f"{self.source}: the decision at budget "
+                    f"{float(np.atleast_1d(np.asarray(budgets, float))[int(np.argmax(need))]):g} "
+                    f"needs k={self.k} probe scores"
+                )
+            bi = np.zeros(len(ti), dtype=np.int64)
+        else:
+            bi = self._bin_index(probe_scores, answers, gen_tokens)
+            ti = self.budget_index(budgets)
         n = len(bi)
-        ti = self.budget_index(budgets)
         if len(ti) == 1 and n != 1:
             ti = np.broadcast_to(ti, (n,))
         elif len(ti) != n:
             raise PlannerError(f"{n} requests but {len(ti)} budgets")
         below = ti < 0
         index = np.where(below, self.fallback_index, bi * len(self.budgets) + np.maximum(ti, 0))
+        probed = self.table["probe"][index]
+        # An unprobed decision is the same in every bin: take bin 0's row, predict nothing.
+        index = np.where(below | probed, index, np.maximum(ti, 0))
         used = np.where(
             below,
             self.table["total_generations"][self.fallback_index]
@@ -204,13 +245,18 @@ class Policy:
             else self.table["total_flops"][self.fallback_index],
             self.budgets[np.maximum(ti, 0)],
         )
-        return Decisions(self, self.bins[bi], used, index, below)
+        return Decisions(self, np.where(probed, self.bins[bi], -1), used, index, below)
 
     def decide(
         self, probe_scores: Any, budget: float, answers: Any = None, gen_tokens: Any = None
     ) -> Decision:
         """The decision for one prompt from its k probe scores (and answers / token counts when the
-        predictor uses agreement / generated tokens)."""
+        predictor uses agreement / generated tokens). `probe_scores` None: a budget whose
+        decision needs no probes (`probes_needed`)."""
+        if probe_scores is None:
+            if not isinstance(budget, int | float | np.number) or isinstance(budget, bool):
+                raise PlannerError(f"budget must be a number, got {budget!r}")
+            return self.decide_many(None, float(budget)).decision(0)
         s = np.asarray(probe_scores, dtype=float)
         if s.ndim != 1:
             raise PlannerError(
@@ -226,7 +272,7 @@ class Policy:
         t = None if gen_tokens is None else np.asarray([list(gen_tokens)], dtype=float)
         return self.decide_many(s[None, :], float(budget), a, t).decision(0)
 
-    def _decision(self, idx: int, bin_label: int, budget: float, fallback: bool) -> Decision:
+    def _decision(self, idx: int, bin_label: int | None, budget: float, fallback: bool) -> Decision:
         tab = self.table
         return Decision(
             bin=bin_label,
@@ -236,6 +282,7 @@ class Policy:
             **{f: float(tab[f][idx]) for f in _DECISION_FIELDS},
             probe_reused=bool(tab["probe_reused"][idx]),
             fallback=fallback,
+            probe=bool(tab["probe"][idx]),
         )
 
     def needs(self) -> list[str]:
