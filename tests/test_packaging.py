@@ -21,8 +21,12 @@ TOP_PACKAGES = ("planner", "profiling", "models", "reports")
 
 
 def _tree_packages() -> set[str]:
-    """Every folder of the source tree that is a package, by its installed name."""
+    """Every folder of the source tree that is a package, by its installed name; data/ and its
+    folders of data files (namespace packages, no __init__.py) install as `planner.data.*`."""
     found = {"planner.data"} if (ROOT / "data" / "__init__.py").is_file() else set()
+    for folder in (ROOT / "data").iterdir():
+        if folder.is_dir() and any(p.is_file() for p in folder.iterdir()):
+            found.add(f"planner.data.{folder.name}")
     for top in TOP_PACKAGES:
         for init in (ROOT / top).rglob("__init__.py"):
             found.add(".".join(init.parent.relative_to(ROOT).parts))
@@ -47,11 +51,8 @@ def _run(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
     return res.stdout
 
 
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh virtual environment with the wheel (built from the files git tracks or would track)
-    and no extras."""
-    base = tmp_path_factory.mktemp("wheel")
+def _source_copy(base: Path) -> Path:
+    """The files git tracks or would track, copied to `base/src` (no build leftovers)."""
     src = base / "src"
     files = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
@@ -63,20 +64,49 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
         if (ROOT / rel).is_file():
             (src / rel).parent.mkdir(parents=True, exist_ok=True)
             (src / rel).write_bytes((ROOT / rel).read_bytes())
+    return src
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel, built as pip builds it (an isolated build environment with the setuptools that
+    pyproject.toml requires) with every warning an error. PYTHONWARNINGS reaches the build
+    backend, which runs in pip's subprocess (`python -W error -m pip` would not): a deprecated
+    `project.license` table or a data folder missing from `packages` fails the build."""
+    base = tmp_path_factory.mktemp("wheel")
+    src = _source_copy(base)
     dist = base / "dist"
+    env = {**os.environ, "PYTHONWARNINGS": "error"}
     _run(
         [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(src)],
         cwd=base,
+        env=env,
     )
-    (wheel,) = dist.glob("ttc_planner-*.whl")
+    (built,) = dist.glob("ttc_planner-*.whl")
+    return built
+
+
+def test_wheel_builds_without_setuptools_warnings_and_ships_its_data(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     for shipped in (
         "planner/data/hardware/h100-sxm.json",
         "planner/data/models/llama-3.1-8b.json",
         "planner/data/configs/testbed.toml",
+        "planner/data/configs/demo.toml",
         "planner/policy/schema.json",
+        "ttc_planner-0.1.0.dist-info/licenses/LICENSE",
     ):
         assert shipped in names, f"{shipped} is not in {wheel.name}"
+    meta = zipfile.ZipFile(wheel).read("ttc_planner-0.1.0.dist-info/METADATA").decode()
+    # PEP 639: the SPDX expression, not the deprecated free-text License field.
+    assert "License-Expression: MIT" in meta
+    assert "License-File: LICENSE" in meta
+
+
+@pytest.fixture(scope="module")
+def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh virtual environment with the wheel and no extras."""
+    base = tmp_path_factory.mktemp("venv")
     venv = base / "venv"
     _run([sys.executable, "-m", "venv", str(venv)], cwd=base)
     _run([str(venv / "bin" / "pip"), "install", "-q", str(wheel)], cwd=base)
