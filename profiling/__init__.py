@@ -28,10 +28,43 @@ Cost conventions (exact, from real token counts and the analytic FLOPs of `profi
 Several verifiers on one pool give one row per candidate and verifier, generation costs repeated.
 """
 
-from profiling.backend import Backend, TransformersBackend
-from profiling.problems import Problem
-from profiling.strategies import STRATEGIES, run
-from profiling.verifiers import LikelihoodVerifier, SelfLikelihood, Verifier, load_prm
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from profiling.backend import Backend, TransformersBackend
+    from profiling.problems import Problem
+    from profiling.strategies import STRATEGIES, run
+    from profiling.verifiers import LikelihoodVerifier, SelfLikelihood, Verifier, load_prm
+
+# Public name -> the module that defines it. The names load on first use (PEP 562), so importing a
+# light module of this package (a run config, `ttc profile --help`) does not load torch.
+_LAZY = {
+    "Backend": "profiling.backend",
+    "TransformersBackend": "profiling.backend",
+    "Problem": "profiling.problems",
+    "STRATEGIES": "profiling.strategies",
+    "run": "profiling.strategies",
+    "LikelihoodVerifier": "profiling.verifiers",
+    "SelfLikelihood": "profiling.verifiers",
+    "Verifier": "profiling.verifiers",
+    "load_prm": "profiling.verifiers",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "STRATEGIES",

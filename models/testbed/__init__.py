@@ -10,6 +10,28 @@ Modules, leaves first (each imports only modules to its left):
 `prm`, `reviser` -> `quality` -> `stages` -> `train` (cache, manifest).
 """
 
-from models.testbed.train import cache_root, ensure_testbed, train_testbed
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from models.testbed.train import cache_root, ensure_testbed, train_testbed
+
+# Loaded on first use (PEP 562): the task, its grader and tokenizer are read without torch.
+_LAZY = {"cache_root", "ensure_testbed", "train_testbed"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module("models.testbed.train"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = ["cache_root", "ensure_testbed", "train_testbed"]

@@ -52,7 +52,6 @@ from typing import Any
 
 from planner.errors import PlannerError
 from planner.strategies import CHAINS, SEARCH
-from profiling.strategies import STRATEGIES
 from profiling.sweep.datasets import DataSpec
 from profiling.sweep.specs import (  # noqa: F401 (the run config's tables, re-exported)
     BACKENDS,
@@ -166,6 +165,8 @@ class RunConfig:
             )
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
+        from profiling.strategies import STRATEGIES  # loads torch: only when a config is built
+
         keys = [s.key for s in self.strategies]
         dup = next((k for k in keys if keys.count(k) > 1), None)
         if dup:
@@ -210,6 +211,8 @@ TABLES = ("model", "reviser", "data", "verifiers", "strategies")
 
 def strategy_keys() -> dict[str, tuple[str, ...]]:
     """Known strategy names and the config keys a run config may set for each."""
+    from profiling.strategies import STRATEGIES
+
     return {
         name: tuple(k for k in s.keys if k not in SWEEP_KEYS)
         for name, s in sorted(STRATEGIES.items())
@@ -219,6 +222,8 @@ def strategy_keys() -> dict[str, tuple[str, ...]]:
 def check_strategy(spec: StrategySpec, n_verifiers: int) -> None:
     """Build the strategy's config once, so a bad value fails before any model loads; and the
     check a strategy makes at call time (a search needs a verifier to guide it)."""
+    from profiling.strategies import STRATEGIES
+
     entry = STRATEGIES[spec.name]
     entry.config(**{**spec.config, "seed": 0})
     if entry.kind == SEARCH and n_verifiers == 0:

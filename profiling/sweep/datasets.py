@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from planner.errors import PlannerError
-from planner.tables.importer import read_jsonl
 from profiling.grading import GRADERS, Grader, get_grader, gsm8k_gold, last_boxed
 from profiling.problems import Problem
 
@@ -233,6 +232,9 @@ def _file_problems(
     id_prefix: str,
     level_fmt: Any = str,
 ) -> list[Problem]:
+    # planner.tables loads pandas and pyarrow: only when a file is read, not to list flags
+    from planner.tables.importer import read_jsonl
+
     problems: list[Problem] = []
     seen: dict[str, int] = {}
     for index, (lineno, row) in enumerate(read_jsonl(path, "problem file")):

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from planner.strategies import AGGS
-from profiling.verifiers import MODES, PRM_FORMATS
 
 BACKENDS = ("transformers", "openai")
 VERIFIER_KINDS = ("prm", "likelihood", "self")
@@ -170,6 +169,9 @@ class VerifierSpec:
     )
 
     def __post_init__(self) -> None:
+        # the verifiers' modules load torch: only when a config is built, not to list its flags
+        from profiling.verifiers import MODES, PRM_FORMATS
+
         if bool(self.base_url) != bool(self.served_model):
             raise ValueError("a served verifier needs both base_url and served_model")
         if self.kind not in VERIFIER_KINDS:
