@@ -51,6 +51,7 @@ from planner.tables import (
     read_table,
     write_table,
 )
+from planner.timings import about, profiling_s
 from profiling.sweep.config import RunConfig, StrategySpec, load_config
 
 POLICY_CONFIG = "demo.toml"
@@ -65,7 +66,8 @@ SCALES = ("default", "paper")
 class DemoSettings:
     """What a demo runs on. `testbed`: quick | default | paper | a trained testbed directory;
     `n_problems`: None = the config's; `levels`: testbed levels (None = the config's);
-    `select_rule`: the plan's rule (`one-se` keeps the deployed option stable across budgets);
+    `select_rule`: the plan's rule (`pooled`: a bin gets its own option only where nested
+    cross-validation supports it, and no probes where they do not repay their cost);
     `max_new_tokens`: caps every strategy's generation length (None = the configs')."""
 
     testbed: str = "default"
@@ -74,7 +76,7 @@ class DemoSettings:
     seed: int | None = None
     config: str | None = None
     large_config: str | None = None
-    select_rule: str = "one-se"
+    select_rule: str = "pooled"
     mc_samples: int = 200
     n_boot: int = 200
     calibrate: bool = True
@@ -86,8 +88,10 @@ class DemoSettings:
                 f"--problems must be >= 8 (the plan needs problems in every bin), "
                 f"got {self.n_problems}"
             )
-        if self.select_rule not in ("best", "one-se"):
-            raise ValueError(f"select_rule must be best or one-se, got {self.select_rule!r}")
+        if self.select_rule not in ("pooled", "best", "one-se"):
+            raise ValueError(
+                f"select_rule must be pooled, best or one-se, got {self.select_rule!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -294,12 +298,18 @@ def run_demo(
     cfg, large_cfg = _configs(settings)
     seed = cfg.seed
     n = cfg.data.n
+    scale = _testbed_scale(settings.testbed, progress)
+    # The testbed trains once (cached), before the second process starts; resolve finds it.
+    resolved = resolve(cfg)
+    expect = ""
+    if scale is not None:
+        seconds, basis = profiling_s(scale, n)
+        expect = f"; expected {about(seconds)} on 2 CPU cores ({basis})"
     log(
         f"[1/6] profiling {len(cfg.strategies)} strategy configs on {n} testbed problems "
-        f"(testbed: {settings.testbed}; trained once, then cached) -> {out / 'samples'}; "
-        f"the larger LM's pools on the second core -> {out / 'large' / 'samples'}"
+        f"(testbed: {settings.testbed}) -> {out / 'samples'}; the larger LM's pools on the "
+        f"second core -> {out / 'large' / 'samples'}{expect}"
     )
-    resolved = resolve(cfg)  # trains the testbed once (cached), before the second process starts
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(1, mp_context=ctx) as pool:
         large_job = pool.submit(_large_job, large_cfg, str(out / "large" / "samples"))
@@ -381,6 +391,24 @@ def _drop_stale(out: Path, s: DemoSettings) -> None:
     for f in _DERIVED_FILES:
         (out / f).unlink(missing_ok=True)
     atomic_write_text(path, _dumps(stamp))
+
+
+def _testbed_scale(testbed: str, progress: bool) -> str | None:
+    """The scale of a named testbed, trained here first if the cache lacks it (its first-run
+    line says so, and for how long); a testbed directory's scale from its manifest."""
+    if testbed in SCALES or testbed == "quick":
+        from models.testbed import ensure_testbed
+
+        quick = testbed == "quick"
+        scale = "default" if quick else testbed
+        ensure_testbed(quick=quick, scale=scale, seed=0, progress=progress)
+        return testbed
+    try:
+        manifest = json.loads((Path(testbed) / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # resolve names the problem
+    scale = "quick" if manifest.get("quick") else manifest.get("scale")
+    return scale if scale in SCALES or scale == "quick" else None
 
 
 def _write_model_row(model_dir: Path, out: Path) -> str:

@@ -49,6 +49,22 @@ def render_summary(summary: dict) -> str:
         e = entry["efficiency_multiple"]
         es = e if isinstance(e, str) or e is None else f"{e:.2f}x"
         lines.append(f"{bs:>16}  " + "  ".join(cells) + f"  {es}")
+    gains = [
+        (e["budget"], e["gain_over_single"])
+        for e in summary["per_budget"]
+        if "gain_over_single" in e
+    ]
+    if gains:
+        lines.append("")
+        lines.append(
+            "compute-optimal minus the best single option (both cross-fitted), points [CI]:"
+        )
+        for b, g in gains:
+            bs = f"{b:g}" if summary["unit"] == "generations" else f"{b:.3g}"
+            lines.append(
+                f"  {bs:>10}: {100 * g['mean']:+5.1f} [{100 * g['ci_lo']:+5.1f}, "
+                f"{100 * g['ci_hi']:+5.1f}]"
+            )
     lines.append("")
     lines.append("compute-optimal choice per bin (bin 1 = easiest) at the largest budget:")
     method = (summary.get("expected_accuracy") or {}).get("method", "K-fold")
@@ -56,7 +72,9 @@ def render_summary(summary: dict) -> str:
         for c in summary["per_budget"][-1]["choices"]:
             exp = c.get("expected_accuracy")
             lines.append(
-                f"  bin {c['bin']}: {c['strategy']} {c['config']} (budget {c['option_budget']:g}) "
+                f"  bin {c['bin']}: {c['strategy']} {c['config']} (budget {c['option_budget']:g}"
+                + ("" if c.get("probe", True) else ", no probes")
+                + ") "
                 f"-> {_fmt_pct(c['accuracy'])} cross-validated (two-fold)"
                 + ("" if exp is None else f", {_fmt_pct(exp)} expected ({method})")
             )
@@ -136,11 +154,45 @@ def render_summary(summary: dict) -> str:
 )
 @click.option(
     "--select-rule",
-    type=click.Choice(["best", "one-se"]),
-    default="best",
+    type=click.Choice(["pooled", "best", "one-se"]),
+    default="pooled",
     show_default=True,
-    help="How the deployed option of a bin is chosen: the most accurate, or the cheapest within "
-    "one paired standard error of it (more stable; the K-fold estimate uses the same rule).",
+    help="How the deployed options are chosen. pooled: one option for every prompt without "
+    "probes, or per-bin options shrunk toward each option's accuracy over all bins (from a "
+    "shortlist), whichever nested cross-validation supports; its cross-fit is the "
+    "compute-optimal curve, and it never promises less than the best single option. best: per "
+    "bin the most accurate (the paper, two-fold curve); one-se: per bin the cheapest within one "
+    "paired standard error of it.",
+)
+@click.option(
+    "--pool-strengths",
+    default="4,1,0.25,0",
+    show_default=True,
+    help="pooled: the per-bin candidates' prior strengths, in problems per bin (0 = each bin "
+    "alone; large = nearly one option for all bins).",
+)
+@click.option(
+    "--shortlist-z",
+    default=2.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="pooled: drop an option before any bin chooses when one that costs no more is more "
+    "accurate over all problems by this many standard errors of each (0 = no shortlist).",
+)
+@click.option(
+    "--inner-folds",
+    default=5,
+    show_default=True,
+    type=click.IntRange(min=2),
+    help="pooled: K of the inner cross-validation that picks the pooling strength.",
+)
+@click.option(
+    "--se-factor",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="pooled: take the simplest candidate within this many paired standard errors of the "
+    "best in the inner cross-validation (0 = the best).",
 )
 @json_option
 @handle_errors
@@ -159,15 +211,23 @@ def plan_cmd(
     expect_repeats: int,
     expect_method: str,
     select_rule: str,
+    pool_strengths: str,
+    shortlist_z: float,
+    inner_folds: int,
+    se_factor: float,
     as_json: bool,
 ) -> None:
-    """Choose the compute-optimal strategy per difficulty bin and budget (two-fold CV within bins).
+    """Choose the compute-optimal strategy per difficulty bin and budget.
 
-    Writes OUT/curves.parquet (accuracy per budget and method with CIs), OUT/selection.parquet
-    (the option chosen on each fold of each bin), OUT/choices.parquet (the deployment choice per
-    bin and budget, with the two-fold cross-validated accuracy of the procedure and, in
-    expected_accuracy/expected_ci_lo/expected_ci_hi, the repeated K-fold estimate of the deployed
-    choice's own accuracy: the promise `ttc policy export` writes), OUT/problems.parquet and
+    With the default --select-rule pooled, a bin gets its own option only where nested
+    cross-validation supports it, and at budgets where probing does not repay its cost the plan
+    runs one option for every prompt without probes. Writes OUT/curves.parquet (accuracy per
+    budget and method with CIs: compute_optimal, cross-fitted; single_best, the best single
+    option cross-fitted alike; the baselines), OUT/selection.parquet (the option chosen on each
+    fold of the paper's two-fold split, and the deployed one), OUT/choices.parquet (the
+    deployment choice per bin and budget: whether it probes, the paper's two-fold accuracy and,
+    in expected_accuracy/expected_ci_lo/expected_ci_hi, the cross-fitted promise that `ttc
+    policy export` writes, with the selection's optimism), OUT/problems.parquet and
     OUT/summary.json.
 
     \b
@@ -205,6 +265,10 @@ def plan_cmd(
             expect_repeats=expect_repeats,
             expect_method=expect_method,
             select_rule=select_rule,
+            pool_strengths=tuple(parse_float_list(pool_strengths, "--pool-strengths")),
+            shortlist_z=shortlist_z or None,
+            inner_folds=inner_folds,
+            se_factor=se_factor,
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None

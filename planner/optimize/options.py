@@ -5,8 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from planner.optimize.expect import EXPECT_METHODS, SELECT_RULES
+from planner.optimize.procedure import SelectionSpec
 
 UNITS = ("generations", "flops")
+# "pooled" (`planner.optimize.procedure`, the default) or a per-bin rule of `expect`.
+PLAN_RULES = ("pooled", *SELECT_RULES)
+_SPEC = SelectionSpec()
 
 
 @dataclass(frozen=True)
@@ -25,11 +29,15 @@ class PlanOptions:
     expect_folds, expect_repeats: K and R of the repeated K-fold estimate of each deployed choice's
     accuracy (`planner.optimize.expect.kfold_estimate`; choices' expected_* columns). Folds are
     balanced within each bin from seeded permutations (seed, seed + 1, ...) of the sorted ids.
-    select_rule: how the deployed option of a bin is chosen on all its problems
-    (`planner.optimize.expect.deploy_choices`): "best" (highest accuracy, the paper) or "one-se"
-    (the cheapest within one paired standard error of the best). The K-fold estimate applies the
-    same rule in every fold; the two-fold figures (curves, selection folds 0/1, choices.accuracy)
-    always use "best".
+    select_rule: how the deployed options are chosen (`planner.optimize.deployed`): "pooled" (the
+    default: one option without probes, or per-bin options partially pooled over a shortlist,
+    chosen by nested cross-validation, `planner.optimize.procedure`; the compute-optimal curve is
+    its cross-fit), or per bin on all its problems (`planner.optimize.expect.deploy_choices`):
+    "best" (highest accuracy, the paper) or "one-se" (the cheapest within one paired standard
+    error of the best), with the paper's two-fold compute-optimal curve. The selection folds 0/1
+    and choices.accuracy are always the paper's two-fold figures.
+    pool_strengths, shortlist_z, inner_folds, se_factor: the pooled procedure's settings
+    (`planner.optimize.procedure.SelectionSpec`).
     expect_method: "kfold" (`planner.optimize.expect.kfold_estimate`, the default) or "bootstrap"
     (the deployed option's in-sample accuracy minus a bootstrap estimate of its winner's curse,
     `planner.optimize.expect.bootstrap_corrected_estimate`; rule "best" only).
@@ -47,8 +55,12 @@ class PlanOptions:
     probe_reuse: bool = True
     expect_folds: int = 10
     expect_repeats: int = 5
-    select_rule: str = "best"
+    select_rule: str = "pooled"
     expect_method: str = "kfold"
+    pool_strengths: tuple[float, ...] = _SPEC.strengths
+    shortlist_z: float | None = _SPEC.shortlist_z
+    inner_folds: int = _SPEC.inner_folds
+    se_factor: float = _SPEC.se_factor
 
     def __post_init__(self) -> None:
         if self.unit not in UNITS:
@@ -71,5 +83,15 @@ class PlanOptions:
             )
         if self.expect_method == "bootstrap" and self.select_rule != "best":
             raise ValueError("expect_method 'bootstrap' is for select_rule 'best'")
-        if self.select_rule not in SELECT_RULES:
-            raise ValueError(f"select_rule must be one of {SELECT_RULES}, got {self.select_rule!r}")
+        if self.select_rule not in PLAN_RULES:
+            raise ValueError(f"select_rule must be one of {PLAN_RULES}, got {self.select_rule!r}")
+        self.selection_spec()  # its own checks
+
+    def selection_spec(self) -> SelectionSpec:
+        """The pooled procedure's settings."""
+        return SelectionSpec(
+            tuple(float(s) for s in self.pool_strengths),
+            self.shortlist_z,
+            self.inner_folds,
+            self.se_factor,
+        )

@@ -26,14 +26,8 @@ import numpy as np
 import pandas as pd
 
 from planner.errors import PlannerError
-from planner.optimize.crossfit import CrossFit, cross_fit
-from planner.optimize.expect import (
-    KFoldEstimate,
-    bootstrap_corrected_estimate,
-    deploy_choices,
-    kfold_estimate,
-    kfold_folds,
-)
+from planner.optimize.crossfit import cross_fit
+from planner.optimize.deployed import per_bin_deployment, pooled_deployment
 from planner.optimize.grid import Grid, build_grid
 from planner.optimize.options import PlanOptions
 from planner.optimize.rows import bin_rows_at, curve_rows_at, efficiency_by_budget, plan_summary
@@ -60,49 +54,21 @@ class Plan:
 
 def _targets(g: Grid, opts: PlanOptions) -> list[float]:
     """The budgets to plan at: the requested ones, else every deployable option's cost
-    (generations) or the costs of the majority pool (FLOPs)."""
+    (generations) or the costs of the majority pool (FLOPs), with the probes charged and, where
+    they are, also without them (an option run on every prompt without probing costs that)."""
     if opts.budgets is not None:
         return sorted(set(float(b) for b in opts.budgets))
     if opts.unit == "generations":
-        return sorted(set((g.gen_cost if g.charged is None else g.cost)[g.deployable].tolist()))
+        costs = set(g.gen_cost[g.deployable].tolist())
+        if g.charged is not None:
+            costs |= set(g.cost[g.deployable].tolist())
+        return sorted(costs)
     maj = g.methods["majority"]
     base = maj if maj.any() else g.deployable
-    return sorted(
-        set(np.round(g.flop_cost[base] if g.charged is None else g.cost[base], 6).tolist())
-    )
-
-
-def _deployed(
-    g: Grid, fit: CrossFit, targets: list[float], opts: PlanOptions
-) -> tuple[np.ndarray, KFoldEstimate]:
-    """The option deployed per target and bin, and the estimate of its accuracy (the promise)."""
-    deploy = (
-        fit.deploy
-        if opts.select_rule == "best"
-        else deploy_choices(g.acc, g.cost, g.bins, targets, g.deployable, opts.select_rule)
-    )
-    # Its own generator, so the two-fold figures keep the bootstrap draws they always had.
-    rng = np.random.default_rng([opts.seed, 1])
-    if opts.expect_method == "bootstrap":
-        expected = bootstrap_corrected_estimate(
-            g.acc, g.cost, g.bins, targets, deploy, g.deployable, opts.ci, opts.n_boot or 200, rng
-        )
-    else:
-        kfolds = kfold_folds(g.pids, g.bins, opts.expect_folds, opts.expect_repeats, opts.seed)
-        expected = kfold_estimate(
-            g.acc,
-            g.cost,
-            g.bins,
-            kfolds,
-            targets,
-            g.deployable,
-            deploy,
-            opts.ci,
-            opts.n_boot,
-            rng,
-            opts.select_rule,
-        )
-    return deploy, expected
+    costs = set(np.round(g.flop_cost[base], 6).tolist())
+    if g.charged is not None:
+        costs |= set(np.round(g.cost[base], 6).tolist())
+    return sorted(costs)
 
 
 def make_plan(
@@ -114,16 +80,20 @@ def make_plan(
     g = build_grid(profile, problems, opts)
     targets = _targets(g, opts)
     fit = cross_fit(g.acc, g.cost, g.bins, g.folds, targets, g.deployable)
-    deploy, expected = _deployed(g, fit, targets, opts)
+    dep = (
+        pooled_deployment(g, targets, opts)
+        if opts.select_rule == "pooled"
+        else per_bin_deployment(g, fit, targets, opts)
+    )
     # One stream for all two-fold intervals, drawn per target: the curves', then each bin's.
     rng = np.random.default_rng(opts.seed)
     curve_rows, sel_rows, choice_rows = [], [], []
     for ti, t in enumerate(targets):
-        rows = curve_rows_at(g, fit, ti, t, opts, rng)
+        rows = curve_rows_at(g, dep, ti, t, opts, rng)
         if not rows:
             continue
         curve_rows += rows
-        sel, choice = bin_rows_at(g, fit, deploy, expected, ti, t, opts, rng)
+        sel, choice = bin_rows_at(g, fit, dep, ti, t, opts, rng)
         sel_rows += sel
         choice_rows += choice
     curves = pd.DataFrame(curve_rows)
@@ -132,11 +102,11 @@ def make_plan(
             "no budget has an eligible option: the requested budgets are below every option's cost"
         )
     ref_key = f"weighted[{g.ref_verifier}]" if g.ref_verifier else None
-    eff = efficiency_by_budget(g, curves, ref_key)
+    eff = efficiency_by_budget(g, curves, ref_key, opts)
     curves["efficiency_multiple"] = [
         (eff.get(float(b)) if m == "compute_optimal" else None)
         for b, m in zip(curves["budget"], curves["method"], strict=True)
     ]
     curves["efficiency_multiple"] = curves["efficiency_multiple"].astype(float)
-    summary = plan_summary(g, fit, expected, targets, curves, choice_rows, eff, ref_key, opts)
+    summary = plan_summary(g, fit, dep, targets, curves, choice_rows, eff, ref_key, opts)
     return Plan(curves, pd.DataFrame(sel_rows), pd.DataFrame(choice_rows), summary)

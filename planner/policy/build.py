@@ -74,6 +74,8 @@ def _promise(row: pd.Series) -> tuple[float, float, float]:
 
 def _decision(row: pd.Series, probe_k: int, charged: bool) -> dict[str, Any]:
     acc, lo, hi = _promise(row)
+    # Plans made before decisions could skip the probes have no `probe` column: they probe.
+    probe = bool(row["probe"]) if "probe" in row.index and not pd.isna(row["probe"]) else True
     out = {
         "strategy": str(row["strategy"]),
         "config": str(row["config"]),
@@ -84,6 +86,7 @@ def _decision(row: pd.Series, probe_k: int, charged: bool) -> dict[str, Any]:
         "flops": _r(row["flops"]),
         "tokens": _r(row["tokens"]),
         "n_problems": int(row["n_problems"]),
+        "probe": probe,
     }
     if charged:
         out.update(
@@ -103,6 +106,28 @@ def _decision(row: pd.Series, probe_k: int, charged: bool) -> dict[str, Any]:
                 "probe_reused": False,
             }
         )
+    return out
+
+
+def _unprobed_decision(
+    rows: pd.DataFrame, promise: dict | None, probe_k: int, charged: bool
+) -> dict[str, Any]:
+    """The decision of a budget without probes from its per-bin choice rows (one option): costs
+    averaged over the bins by their problems, the promise over all problems (the plan's)."""
+    if rows[["strategy", "config"]].drop_duplicates().shape[0] != 1:
+        raise PlannerError("a budget without probes must run one option in every bin")
+    w = rows["n_problems"].to_numpy(float)
+    row = rows.iloc[0].copy()
+    cost_cols = ["flops", "tokens", "total_generations", "total_flops", "total_tokens"]
+    for col in [c for c in cost_cols if c in rows.columns]:
+        row[col] = float(np.dot(w, rows[col].to_numpy(float)) / w.sum())
+    row["n_problems"] = int(w.sum())
+    if promise is not None:
+        row["expected_accuracy"] = promise["accuracy"]
+        row["expected_ci_lo"] = promise["ci_lo"]
+        row["expected_ci_hi"] = promise["ci_hi"]
+    out = _decision(row, probe_k, charged)
+    out["reason"] = "one option for every prompt: probing does not repay its cost at this budget"
     return out
 
 
@@ -155,6 +180,8 @@ def _fallback(
         "n_problems": int(n_problems),
         "reason": "budget below the smallest policy budget: the best single strategy over "
         f"all problems ({method})",
+        # A fixed strategy for every prompt: nothing to predict, so no probes.
+        "probe": False,
     }
     if charged and "total_flops" in best and not pd.isna(best["total_flops"]):
         d.update(
@@ -283,8 +310,16 @@ def build_policy(
     chosen = choices[choices["budget"].isin(plan_budgets)]
     by_key = {(int(r["bin"]), float(r["budget"])): r for _, r in chosen.iterrows()}
     fallback = _fallback(curves, choices, plan_budgets[0], probe_meta, charged, len(problems))
-    for b in bins:
-        for t in plan_budgets:
+    promises = {float(e["budget"]): e.get("promise") for e in summary.get("per_budget", [])}
+    for t in plan_budgets:
+        at = chosen[chosen["budget"] == t]
+        if "probe" in at.columns and len(at) and not at["probe"].any():
+            # No probes at this budget: one option for every prompt, which knows no bin, so every
+            # bin's decision is that option with the promise and the cost over all problems.
+            dec = _unprobed_decision(at, promises.get(t), probe_meta["k"], charged)
+            decisions += [{"bin": b, "budget": _r(t), **dec} for b in bins]
+            continue
+        for b in bins:
             row = by_key.get((b, t))
             if row is None:
                 # The predictor can output a bin the cross-fitted plan never saw: decide as the
@@ -297,6 +332,7 @@ def build_policy(
             else:
                 dec = _decision(row, probe_meta["k"], charged)
             decisions.append({"bin": b, "budget": _r(t), **dec})
+    decisions.sort(key=lambda d: (d["bin"], d["budget"]))
 
     probe_summary = summary.get("probe") or {}
     pool_cfgs = sorted(

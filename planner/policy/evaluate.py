@@ -72,6 +72,9 @@ def evaluate_policy(
 
     want = sorted(set(float(b) for b in (budgets or policy.budgets)))
     dec_all = {t: policy.decide_many(scores, t, answers, tokens) for t in want}
+    # Every problem's predicted bin, also where a decision skipped the probes (no bin): the
+    # per-bin figures group problems as a probing router would have.
+    pred_bins = policy.predict_bins(scores, answers, tokens)
     # Profile only what the decisions need.
     needed = {
         (str(s), str(c), float(b))
@@ -117,6 +120,7 @@ def evaluate_policy(
         pf = pcost["probe_flops"].to_numpy(float)
         if charged:
             frac = np.where(reused, np.minimum(ob, k) / n_opt, 0.0)
+            pf = np.where(d.probe, pf, 0.0)  # an unprobed decision pays no probes
             real_flops = opt_flops + pf - frac * opt_flops
         else:
             real_flops = opt_flops
@@ -124,7 +128,7 @@ def evaluate_policy(
         pred_flops = d.column("total_flops")
         bins_out = []
         for b in policy.bins:
-            m = d.bin == b
+            m = pred_bins == b
             if not m.any():
                 continue
             r_m, r_lo, r_hi = _boot_ci(acc[m], ci, n_boot, rng)

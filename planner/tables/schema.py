@@ -76,7 +76,18 @@ SAMPLES = TableSpec(
         Column("verifier", "str", doc="id of the scorer ('none' when unscored)"),
         Column("score", "float", doc="aggregated verifier score (never NaN)"),
         Column("step_scores", "list_float", doc="per-step verifier scores (may be empty)"),
-        Column("prompt_tokens", "int", nonneg=True, doc="prompt tokens of this candidate"),
+        Column(
+            "prompt_tokens",
+            "int",
+            nonneg=True,
+            doc=(
+                "prompt tokens attributed to this candidate: a prompt read once for several "
+                "rows (a pool's candidates, a search run's final candidates) is split among "
+                "them in integer parts that sum to its length, so the rows of one problem, "
+                "strategy, config, verifier and run sum to the prompt's length; a revision "
+                "step counts its own prompt in full"
+            ),
+        ),
         Column(
             "gen_tokens", "int", nonneg=True, doc="generated tokens attributed to this candidate"
         ),
@@ -187,10 +198,12 @@ CHOICES = TableSpec(
             "accuracy",
             "float",
             unit=True,
-            doc="cross-validated accuracy of the procedure in this bin",
+            nullable=True,
+            doc="the paper's two-fold cross-validated accuracy of per-bin selection in this bin "
+            "(NaN where, with probes charged, it has no option within the budget)",
         ),
-        Column("ci_lo", "float", unit=True),
-        Column("ci_hi", "float", unit=True),
+        Column("ci_lo", "float", unit=True, nullable=True),
+        Column("ci_hi", "float", unit=True, nullable=True),
         Column("in_sample_accuracy", "float", unit=True),
         Column("flops", "float", nonneg=True),
         Column("tokens", "float", nonneg=True),

@@ -18,8 +18,17 @@ VER_FLOPS_PER_TOKEN = 1.0e6
 
 
 def make_samples(
-    n_problems: int = 200, pool: int = 16, seed: int = 0, beam: bool = True, prefix: str = "p"
+    n_problems: int = 200,
+    pool: int = 16,
+    seed: int = 0,
+    beam: bool = True,
+    prefix: str = "p",
+    crossover: bool = False,
 ) -> pd.DataFrame:
+    """Samples of a pool of `pool` and beam searches (n = 4, 8) on problems of known difficulty.
+
+    crossover: beam is much better than sampling on hard problems and worse on easy ones, so
+    that choosing per difficulty bin (and paying the probes) repays itself."""
     rng = np.random.default_rng(seed)
     rows = []
     pool_cfg = canonical_config({"temperature": 0.8})
@@ -73,7 +82,7 @@ def make_samples(
             for n in (4, 8):
                 draw(
                     4,
-                    min(1.0, 0.15 + 1.1 * p),
+                    (0.9 - 0.4 * p) if crossover else min(1.0, 0.15 + 1.1 * p),
                     "beam",
                     canonical_config({"n": n, "width": 2}),
                     flops_mult=n / 4 * 1.1,
@@ -101,8 +110,8 @@ def built_policy_dirs() -> dict[str, Path]:
     from planner.cli import main
 
     root = Path(tempfile.mkdtemp(prefix="ttc-policy-test-"))
-    write_samples(root / "train", n_problems=240, seed=1)
-    write_samples(root / "held", n_problems=300, seed=2, prefix="h")
+    write_samples(root / "train", n_problems=240, seed=1, crossover=True)
+    write_samples(root / "held", n_problems=300, seed=2, prefix="h", crossover=True)
     runner = CliRunner()
     for args in (
         [

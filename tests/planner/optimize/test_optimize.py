@@ -109,7 +109,7 @@ def _profile(n_problems: int = 40) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def test_make_plan_per_bin_choices_and_baselines():
     profile, problems = _profile()
-    plan = make_plan(profile, problems, PlanOptions(n_boot=200))
+    plan = make_plan(profile, problems, PlanOptions(n_boot=200, select_rule="best"))
     validate(plan.curves, PLAN_CURVES, "curves")
     validate(plan.selection, SELECTION, "selection")
     validate(plan.choices, CHOICES, "choices")
@@ -251,7 +251,11 @@ def test_kfold_promise_is_closer_to_the_deployed_truth_than_two_fold():
 
 def test_make_plan_expected_accuracy_columns_and_settings():
     profile, problems = _profile()
-    plan = make_plan(profile, problems, PlanOptions(n_boot=100, expect_folds=4, expect_repeats=2))
+    plan = make_plan(
+        profile,
+        problems,
+        PlanOptions(n_boot=100, expect_folds=4, expect_repeats=2, select_rule="best"),
+    )
     ch = plan.choices
     assert {"expected_accuracy", "expected_ci_lo", "expected_ci_hi", "selection_agreement"} <= set(
         ch.columns
@@ -267,10 +271,10 @@ def test_make_plan_expected_accuracy_columns_and_settings():
         "method": "repeated-kfold",
         "folds": 4,
         "repeats": 2,
-        "ci_method": "bootstrap-reselect",
+        "ci_method": "bootstrap-reselect+wilson",
     }
     # The paper's two-fold figures keep their meaning and their bootstrap draws.
-    ref = make_plan(profile, problems, PlanOptions(n_boot=100))
+    ref = make_plan(profile, problems, PlanOptions(n_boot=100, select_rule="best"))
     pd.testing.assert_frame_equal(plan.curves, ref.curves)
     pd.testing.assert_series_equal(plan.choices["accuracy"], ref.choices["accuracy"])
     pd.testing.assert_series_equal(plan.choices["ci_lo"], ref.choices["ci_lo"])
@@ -365,7 +369,9 @@ def test_bootstrap_corrected_estimate_removes_part_of_the_winners_curse():
     assert np.mean(err_in) > 0.04
     assert abs(np.mean(err_bc)) < np.mean(err_in) / 2
     profile, problems = _profile()
-    plan = make_plan(profile, problems, PlanOptions(n_boot=50, expect_method="bootstrap"))
+    plan = make_plan(
+        profile, problems, PlanOptions(n_boot=50, expect_method="bootstrap", select_rule="best")
+    )
     assert plan.summary["expected_accuracy"]["method"] == "bootstrap-corrected"
     at8 = plan.choices[plan.choices["budget"] == 8].set_index("bin")
     assert at8.loc[2, "expected_accuracy"] == pytest.approx(0.6)  # noiseless: no optimism

@@ -68,11 +68,11 @@ def test_export_is_byte_identical_and_loads(dirs, tmp_path) -> None:
     assert len(doc["decisions"]) == len(doc["bins"]) * len(doc["budgets"])
     assert doc["probe"]["k"] == 4 and doc["probe"]["charged"] and doc["probe"]["mean_flops"] > 0
     assert doc["accuracy_estimate"] == {
-        "method": "repeated-kfold",
+        "method": "nested-kfold",
         "folds": 10,
         "repeats": 5,
-        "ci_method": "bootstrap-reselect",
-        "select_rule": "best",
+        "ci_method": "bootstrap-fixed+wilson",
+        "select_rule": "pooled",
     }
 
 
@@ -96,8 +96,12 @@ def test_old_plans_without_the_kfold_columns_still_export(dirs, tmp_path) -> Non
     old = tmp_path / "old-plan"
     shutil.copytree(dirs["plan"], old)
     choices, meta = read_table(old / CHOICES_FILE, CHOICES)
+    # Old plans charged the probes at every budget: none below their cost, none without them.
+    choices = choices[choices["accuracy"].notna()].reset_index(drop=True)
     write_table(
-        choices.drop(columns=["expected_accuracy", "expected_ci_lo", "expected_ci_hi"]),
+        choices.drop(
+            columns=["expected_accuracy", "expected_ci_lo", "expected_ci_hi", "probe", "candidate"]
+        ),
         old / CHOICES_FILE,
         CHOICES,
         meta,
@@ -126,16 +130,23 @@ def test_decide_matches_plan_and_predictor(dirs, policy) -> None:
 
     want_bins = est.predict(features_from_probes(s, a, t, FEATURES))
     in_mem = Policy.from_dict(build_policy(dirs["plan"]))
+    summary = json.loads((dirs["plan"] / "summary.json").read_text())
+    promise = {e["budget"]: e["promise"] for e in summary["per_budget"]}
     for i in range(len(ids)):
         for budget in policy.budgets:
             d = policy.decide(s[i], float(budget), answers=a[i], gen_tokens=t[i])
+            assert d == in_mem.decide(s[i], float(budget), answers=a[i], gen_tokens=t[i])
+            if not d.probe:
+                # One option for every prompt: no bin, the promise over all problems.
+                assert d.bin is None and not d.fallback
+                assert d.accuracy == pytest.approx(promise[budget]["accuracy"], rel=1e-10)
+                continue
             assert d.bin == want_bins[i] and not d.fallback
             row = choices[(choices.bin == d.bin) & (choices.budget == budget)].iloc[0]
             assert (d.strategy, d.config) == (row["strategy"], row["config"])
             # The promise is the K-fold estimate of the deployed choice, not the two-fold figure.
             assert d.accuracy == pytest.approx(row["expected_accuracy"], rel=1e-10)
             assert d.ci_lo <= d.accuracy <= d.ci_hi
-            assert d == in_mem.decide(s[i], float(budget), answers=a[i], gen_tokens=t[i])
 
 
 def test_budget_rule_and_fallback(dirs, policy) -> None:
@@ -171,6 +182,16 @@ def test_probe_costs_in_the_plan(dirs) -> None:
     """Probes are charged: pool options reuse them (max(n, k)), others pay n + k; both figures
     shown."""
     choices, _ = read_table(dirs["plan"] / "choices.parquet", CHOICES)
+    probed = choices["probe"].astype(bool)
+    assert probed.any() and not probed.all()
+    # A decision without probes pays none.
+    np.testing.assert_allclose(
+        choices.loc[~probed, "total_generations"], choices.loc[~probed, "option_budget"]
+    )
+    np.testing.assert_allclose(
+        choices.loc[~probed, "total_flops"], choices.loc[~probed, "flops"], rtol=1e-12
+    )
+    choices = choices[probed]
     pool = choices["strategy"] == "sample"
     np.testing.assert_allclose(
         choices.loc[pool, "total_generations"], np.maximum(choices.loc[pool, "option_budget"], 4)
@@ -348,9 +369,10 @@ def test_evaluate_on_held_out_problems(dirs, policy) -> None:
         o = entry["overall"]
         assert sum(b["n"] for b in entry["bins"]) == 300
         assert o["realised_ci_lo"] <= o["realised_accuracy"] <= o["realised_ci_hi"]
-        # The synthetic testbed is stationary: the promise holds within a few points and FLOPs
-        # within 5%.
-        assert o["abs_error"] < 0.05, entry
+        # The synthetic testbed is stationary: the promise holds within a few points (240 fit
+        # and 300 held-out problems: the difference of two means has an SE of about 3 points)
+        # and FLOPs within 5%.
+        assert o["abs_error"] < 0.06, entry
         assert abs(o["flops_ratio"] - 1) < 0.05, entry
         pred = np.average(
             [b["predicted_accuracy"] for b in entry["bins"]],
@@ -511,10 +533,22 @@ def test_policy_on_the_real_qwen_dump(tmp_path) -> None:
         res = runner.invoke(main, args)
         assert res.exit_code == 0, (args, res.output)
     pol = Policy.load(tmp_path / "pol.json")
-    assert pol.doc["verifier_id"] == "imported" and pol.doc["budgets"] == [4.0, 8.0]
+    assert pol.doc["verifier_id"] == "imported" and pol.doc["budgets"] == [1.0, 2.0, 4.0, 8.0]
+    # On this dump (the reward model is strong, 100 problems) per-bin choices do not repay the
+    # probes at any budget: at 8 every prompt gets best-of-8 by the reward model, unprobed.
+    assert not pol.probes_needed(pol.budgets).any()
     easy = pol.decide([0.99, 0.98, 0.99, 0.97], 8, answers=["1"] * 4, gen_tokens=[0] * 4)
     hard = pol.decide([0.01, 0.2, 0.05, 0.1], 8, answers=["1", "2", "3", "4"], gen_tokens=[0] * 4)
-    assert easy.bin < hard.bin and easy.accuracy > hard.accuracy
+    assert easy == hard and easy.bin is None and easy.option_budget == 8
+    cfg = json.loads(easy.config)
+    assert cfg["verifier"] == "imported" and cfg["select"] in ("best", "weighted")
+    # Per predicted bin the predictor still orders difficulty (a router may log it).
+    bins = pol.predict_bins(
+        np.array([[0.99, 0.98, 0.99, 0.97], [0.01, 0.2, 0.05, 0.1]]),
+        np.array([["1"] * 4, ["1", "2", "3", "4"]], dtype=object),
+        np.zeros((2, 4)),
+    )
+    assert bins[0] < bins[1]
     assert isinstance(
         pd.read_parquet(tmp_path / "plan" / "problems.parquet")["feat_agreement"].iloc[0], float
     )
@@ -616,7 +650,10 @@ def test_plan_probe_options(dirs, tmp_path) -> None:
     free = json.loads(res.output)
     assert "probe" not in free and min(free["budgets"]) == 1.0
     charged = json.loads((dirs["plan"] / "summary.json").read_text())
-    assert min(charged["budgets"]) == 4.0  # nothing is cheaper than the k = 4 probes
+    # Below the k = 4 probes' cost the plan runs one option for every prompt, without probes.
+    assert min(charged["budgets"]) == 1.0
+    low = next(e for e in charged["per_budget"] if e["budget"] == 1.0)
+    assert low["deployed"]["probe"] is False and not any(c["probe"] for c in low["choices"])
 
 
 def test_plan_expect_options_reach_the_policy(dirs, tmp_path) -> None:
@@ -643,20 +680,20 @@ def test_plan_expect_options_reach_the_policy(dirs, tmp_path) -> None:
     assert res.exit_code == 0, res.output
     summ = json.loads(res.output)
     assert summ["expected_accuracy"] == {
-        "method": "repeated-kfold",
+        "method": "nested-kfold",
         "folds": 4,
         "repeats": 2,
-        "ci_method": "normal",
+        "ci_method": "normal+wilson",
     }
-    assert summ["select_rule"] == "best"
+    assert summ["select_rule"] == "pooled"
     assert all("expected_accuracy" in c for e in summ["per_budget"] for c in e["choices"])
     doc = build_policy(out)
     assert doc["accuracy_estimate"] == {
-        "method": "repeated-kfold",
+        "method": "nested-kfold",
         "folds": 4,
         "repeats": 2,
-        "ci_method": "normal",
-        "select_rule": "best",
+        "ci_method": "normal+wilson",
+        "select_rule": "pooled",
     }
     res = runner.invoke(
         main, ["plan", str(dirs["profile"]), "--out", str(tmp_path / "bad"), "--expect-folds", "1"]

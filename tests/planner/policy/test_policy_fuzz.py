@@ -133,8 +133,11 @@ def _check_decides(pol: Policy) -> None:
         want, fallback, used = _expected(pol, requested)
         for scores in probes:
             d = pol.decide(scores, requested, answers=["a"] * k, gen_tokens=[50] * k)
-            assert d.bin in pol.doc["bins"] and d.fallback is fallback
-            doc_dec = want if fallback else by_key[(d.bin, used)]
+            assert d.fallback is fallback
+            # A decision without probes predicts no bin: it is the same in every bin.
+            assert d.bin in pol.doc["bins"] if d.probe else d.bin is None
+            doc_dec = want if fallback else by_key[(d.bin or pol.doc["bins"][0], used)]
+            assert d.probe == doc_dec.get("probe", True)
             if not fallback:
                 assert d.budget == used
             assert (d.strategy, d.config) == (doc_dec["strategy"], doc_dec["config"])
