@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from click.testing import CliRunner
 
 from planner.cli import main
 from planner.tables import PROFILE, SAMPLES, read_table
+from planner.timings import about, profiling_s
 
 
 @pytest.mark.slow
@@ -20,7 +22,7 @@ def test_demo_runs_the_main_job_on_the_quick_testbed(quick_testbed: Path, tmp_pa
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
     assert doc["per_budget"] and doc["per_budget"][-1]["choices"]  # a strategy per bin
-    assert [f["key"] for f in doc["findings"]] == ["a", "b", "c", "d", "e"]
+    assert [f["key"] for f in doc["findings"]] == ["a", "b", "c", "d", "e", "f"]
     # the quick testbed solves some problems, so every finding is tested on data (its mark may
     # well be inconclusive with 16 problems), and the compute-optimal curve is not all zero
     assert all(f["mark"] != "not testable" for f in doc["findings"]), doc["findings"]
@@ -52,11 +54,21 @@ def test_demo_runs_the_main_job_on_the_quick_testbed(quick_testbed: Path, tmp_pa
     assert context["model"] == "model.json" and (out / "model.json").is_file()
     assert str(tmp_path) not in (out / "report.json").read_text()
     assert (out / "report" / "summary.json").is_file()
-    # a second call reuses every stage and prints the same plan and findings
-    again = CliRunner().invoke(main, args)
+    # a second call reuses every stage and prints the same findings; off a terminal (as here),
+    # each stage's line on stderr says what it does and, for the long one, how long it took here
+    again = CliRunner().invoke(main, args[:-2])
     assert again.exit_code == 0, again.output
-    redo = json.loads(again.stdout)
-    assert redo["per_budget"] == doc["per_budget"] and redo["findings"] == doc["findings"]
+    for f in doc["findings"]:
+        assert f"({f['key']}) {f['mark']}: {f['claim']}" in again.stdout
+    assert f"report: {out / 'report' / 'index.html'}" in again.stdout
+    log = again.stderr
+    assert "ttc demo: testbed quick, run directory" in log.splitlines()[0]
+    expected, basis = profiling_s("quick", 16)
+    assert "on 16 testbed problems (testbed: quick)" in log
+    assert f"expected {about(expected)} on 2 CPU cores ({basis})" in log
+    stages = [re.search(r"\[(\d)/6\]", line) for line in log.splitlines()]
+    assert [m.group(1) for m in stages if m] == ["1", "2", "3", "4", "5", "6"]
+    assert re.search(r"^\[ttc demo\] done in \d", log, re.M), log
 
 
 def _n(config: str) -> int:

@@ -12,7 +12,7 @@ May import: numpy, scipy, pandas, `planner.errors`, `planner.stats`, `planner.ta
 
 from planner.optimize.allocate import allocation_report
 from planner.optimize.binned import BinnedProfile, bin_options, load_binned_profile, require_bins
-from planner.optimize.options import PlanOptions
+from planner.optimize.options import PlanOptions, options_from_summary
 from planner.optimize.plan import Plan, make_plan
 from planner.optimize.run import PlanInputs, PlanTables, plan_tables, read_plan_inputs
 
@@ -26,6 +26,7 @@ __all__ = [
     "bin_options",
     "load_binned_profile",
     "make_plan",
+    "options_from_summary",
     "plan_tables",
     "read_plan_inputs",
     "require_bins",

@@ -95,3 +95,34 @@ class PlanOptions:
             self.inner_folds,
             self.se_factor,
         )
+
+
+def options_from_summary(summary: dict, **overrides: object) -> PlanOptions:
+    """The options a plan was made with, from its summary.json (what rebuilds the plan's own
+    per-problem series, e.g. for a paired comparison in a report); `overrides` replace fields."""
+    probe = summary.get("probe") or {}
+    sel = summary.get("selection") or {}
+    exp = summary.get("expected_accuracy") or {}
+    spec = SelectionSpec()
+    fields = {
+        "unit": summary["unit"],
+        "budgets": tuple(float(b) for b in summary["budgets"]),
+        "bin_column": summary["bin_column"],
+        "ci": float(summary.get("ci", 0.95)),
+        "n_boot": int(summary.get("n_boot", 0)),
+        "seed": int(summary.get("seed", 0)),
+        "probe_k": int(probe.get("k", 0)),
+        "probe_verifier": probe.get("verifier"),
+        "probe_reuse": bool(probe.get("reuse", True)),
+        "expect_folds": int(exp.get("folds") or 10),
+        "expect_repeats": int(exp.get("repeats", 5)),
+        "select_rule": str(summary.get("select_rule", "best")),
+        "pool_strengths": tuple(float(x) for x in sel.get("strengths", spec.strengths)),
+        "shortlist_z": sel.get("shortlist_z", spec.shortlist_z),
+        "inner_folds": int(sel.get("inner_folds", spec.inner_folds)),
+        "se_factor": float(sel.get("se_factor", spec.se_factor)),
+    }
+    if exp.get("method") == "bootstrap-corrected":
+        fields["expect_method"] = "bootstrap"
+    fields.update(overrides)
+    return PlanOptions(**fields)  # type: ignore[arg-type]

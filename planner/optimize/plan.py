@@ -1,26 +1,26 @@
-"""Compute-optimal selection: the best strategy and config per difficulty bin and budget.
+"""Compute-optimal selection: the strategy and config to deploy per difficulty bin and budget.
 
-As the paper: within each difficulty bin, choose the option (strategy + config, including how
-the answer is selected and which verifier scores it) with the highest accuracy on one fold,
-evaluate it on the other fold, swap, and average. Each problem is thus scored by an option chosen
-without it, and the compute-optimal accuracy is an honest estimate of the procedure. The option
-that a deployment would use (the `choices` table) is then chosen on all problems of the bin.
+An option (strategy + config, including how the answer is selected and which verifier scores
+it) is eligible at budget t when its cost (generations, or mean FLOPs per query) is at most t:
+spending less than the budget is always allowed. With predicted bins, an option chosen per bin
+pays the k probes (`planner.optimize.charge`); one option run on every prompt pays none.
 
-An option is eligible at budget t when its cost (generations, or mean FLOPs per query) is at most
-t: spending less than the budget is always allowed. Baselines (majority, best-of-N, weighted
-best-of-N from the independent-sample pool) take their largest option within t. The efficiency
-multiple is the budget at which weighted best-of-N first reaches compute-optimal's accuracy at t,
-divided by t (interpolated on log budget), or "> max" when it never does.
+The default rule ("pooled", `planner.optimize.deployed`) chooses between one option for every
+prompt and per-bin options partially pooled over a shortlist, by nested cross-validation, and
+its compute-optimal curve is the cross-fit of that whole procedure, beside `single_best` (the
+best single option, cross-fitted alike); the paper's rule ("best": within each bin the option
+most accurate on one fold, evaluated on the other, swapped and averaged) is still available, and
+its two-fold figures are in the selection and choices tables either way.
 
-The two-fold figure answers the paper's question (how good is the *procedure*, selecting on half a
-bin) but is a pessimistic and noisy promise for the option a deployment runs; the promise per bin
-and budget (`choices.expected_accuracy`) is the repeated K-fold estimate of
-`planner.optimize.expect`.
+Baselines (majority, best-of-N, weighted best-of-N from the independent-sample pool) take their
+largest option within t, without probes. The efficiency multiple is the budget at which weighted
+best-of-N first reaches compute-optimal's accuracy at t, divided by t (interpolated on log
+budget), or "> max" when it never does.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -35,21 +35,27 @@ from planner.optimize.rows import bin_rows_at, curve_rows_at, efficiency_by_budg
 
 @dataclass
 class Plan:
-    """curves: per budget and method, accuracy with CI and mean cost (compute_optimal = two-fold).
-    selection: per budget, bin and fold (-1 = whole bin, the deployed option), the chosen option.
-    choices: per bin and budget, the deployment choice (chosen on the whole bin) with
-    `accuracy`/`ci_lo`/`ci_hi` the paper's two-fold cross-validated accuracy of the procedure in the
-    bin, `expected_accuracy`/`expected_ci_lo`/`expected_ci_hi` the repeated K-fold estimate of the
-    deployed choice's accuracy (`planner.optimize.expect.kfold_estimate`: the promise a policy
-    makes), `selection_agreement` the share of K-fold selections equal to the deployed option, and
-    `in_sample_accuracy` its (optimistic) accuracy on the bin's own problems.
-    summary: the figures as JSON; `expected_accuracy` names the K-fold estimator's settings.
+    """curves: per budget and method, accuracy with CI and mean cost (compute_optimal: the
+    cross-fit of the deployed procedure; single_best with the pooled rule).
+    selection: per budget, bin and fold (0/1 the paper's two-fold split, -1 the deployed option).
+    choices: per bin and budget, the deployed choice with `accuracy`/`ci_lo`/`ci_hi` the paper's
+    two-fold cross-validated accuracy of per-bin selection in the bin (NaN where it has no
+    option), `expected_accuracy`/`expected_ci_lo`/`expected_ci_hi` the promise a policy makes
+    (the cross-fitted accuracy of the deployed procedure in the bin, its interval at least the
+    Wilson interval of the bin's size), `selection_agreement` the share of cross-fitted
+    selections equal to the deployed option, `in_sample_accuracy` its (optimistic) accuracy on
+    the bin's own problems, `optimism` the difference, `probe` whether it needs the probes.
+    summary: the figures as JSON; `expected_accuracy` names the estimator's settings.
+    series / problem_ids: each method's per-problem accuracy per budget (the curves' rows are
+    their means), over the sorted problem ids: what a paired comparison of two methods reads.
     """
 
     curves: pd.DataFrame
     selection: pd.DataFrame
     choices: pd.DataFrame
     summary: dict
+    series: dict[str, dict[float, np.ndarray]] = field(default_factory=dict)
+    problem_ids: list[str] = field(default_factory=list)
 
 
 def _targets(g: Grid, opts: PlanOptions) -> list[float]:
@@ -88,11 +94,14 @@ def make_plan(
     # One stream for all two-fold intervals, drawn per target: the curves', then each bin's.
     rng = np.random.default_rng(opts.seed)
     curve_rows, sel_rows, choice_rows = [], [], []
+    series: dict[str, dict[float, np.ndarray]] = {}
     for ti, t in enumerate(targets):
-        rows = curve_rows_at(g, dep, ti, t, opts, rng)
+        rows, values = curve_rows_at(g, dep, ti, t, opts, rng)
         if not rows:
             continue
         curve_rows += rows
+        for name, v in values.items():
+            series.setdefault(name, {})[float(t)] = v
         sel, choice = bin_rows_at(g, fit, dep, ti, t, opts, rng)
         sel_rows += sel
         choice_rows += choice
@@ -109,4 +118,4 @@ def make_plan(
     ]
     curves["efficiency_multiple"] = curves["efficiency_multiple"].astype(float)
     summary = plan_summary(g, fit, dep, targets, curves, choice_rows, eff, ref_key, opts)
-    return Plan(curves, pd.DataFrame(sel_rows), pd.DataFrame(choice_rows), summary)
+    return Plan(curves, pd.DataFrame(sel_rows), pd.DataFrame(choice_rows), summary, series, g.pids)

@@ -44,10 +44,11 @@ def _series_row(name: str, t: float, acc: tuple, s: Series, ti: int) -> dict:
 
 def curve_rows_at(
     g: Grid, dep: Deployment, ti: int, t: float, opts: PlanOptions, rng: np.random.Generator
-) -> list[dict]:
+) -> tuple[list[dict], dict[str, np.ndarray]]:
     """Accuracy (with CI) and mean cost at target t of compute-optimal (and the single best
-    option, cross-fitted alike) and of each baseline that has an option within t; empty when
-    none has. Baselines take their largest option within t without probes."""
+    option, cross-fitted alike) and of each baseline that has an option within t, and each
+    method's per-problem accuracy; empty when compute-optimal has no option. Baselines take
+    their largest option within t without probes."""
     series: dict[str, Series] = {}
     for name, s in dep.series.items():
         if not np.isnan(s.per_problem[ti]).any():
@@ -78,9 +79,9 @@ def curve_rows_at(
             series[name] = own
     names = [n for n, v in values.items() if not np.isnan(v).any()]
     if "compute_optimal" not in names:
-        return []
+        return [], {}
     m, lo, hi = mean_ci(np.column_stack([values[n] for n in names]), opts.ci, opts.n_boot, rng)
-    return [
+    rows = [
         _series_row(
             name,
             t,
@@ -90,6 +91,7 @@ def curve_rows_at(
         )
         for i, name in enumerate(names)
     ]
+    return rows, {n: values[n] for n in names}
 
 
 def bin_rows_at(

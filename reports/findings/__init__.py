@@ -1,6 +1,7 @@
 """The paper's findings, tested on a run's own data, each marked with the numbers behind it.
 
-`findings(run)` returns one `Finding` per claim (a) to (e); the report shows them first. Each is
+`findings(run)` returns one `Finding` per claim (a) to (e) of the paper, then (f), the plan's
+own (what it buys over the best single option); the report shows them first. Each is
 computed from the run's tables with 95% intervals (seeded: the same tables give the same
 findings), and marked by rules fixed here before any data is read:
 
@@ -44,6 +45,9 @@ not.
     verifier, agg last) at each of its pool sizes, against the larger model's largest majority
     pool whose mean FLOPs per query fit within the same FLOPs; paired bootstrap over the shared
     problems; marked as a claim at several budgets.
+(f) `plan/curves.parquet` + the plan rebuilt from the profile: compute-optimal minus the best
+    single option, both cross-fitted the same way (`reports.findings.plan_gain`), at every budget,
+    with the selection's optimism; marked as a claim at several budgets.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ from reports.findings.base import MARKS, Finding
 from reports.findings.compare import finding_b, finding_e
 from reports.findings.compute_optimal import finding_a
 from reports.findings.exchange import finding_d
+from reports.findings.plan_gain import finding_f
 from reports.findings.revisions import finding_c
 from reports.run import RunTables
 
@@ -59,5 +64,5 @@ __all__ = ["MARKS", "Finding", "findings"]
 
 
 def findings(run: RunTables) -> list[Finding]:
-    """Findings (a) to (e) of the paper on this run, in that order."""
-    return [f(run) for f in (finding_a, finding_b, finding_c, finding_d, finding_e)]
+    """Findings (a) to (e) of the paper on this run, in that order, then the plan's (f)."""
+    return [f(run) for f in (finding_a, finding_b, finding_c, finding_d, finding_e, finding_f)]

@@ -28,7 +28,7 @@ EPS = 1e-9
 
 @dataclass(frozen=True)
 class Finding:
-    key: str  # "a".."e"
+    key: str  # "a".."e": the paper's claims; "f": the plan's own
     claim: str  # the paper's claim, one sentence
     mark: str  # one of MARKS
     evidence: str  # one or two sentences with the numbers and their intervals

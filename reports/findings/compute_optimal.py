@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 
 from planner.errors import PlannerError
-from planner.optimize import PlanOptions
-from planner.optimize.crossfit import cross_fit, efficiency_multiple
-from planner.optimize.grid import build_grid
+from planner.optimize import Plan, make_plan, options_from_summary
+from planner.optimize.crossfit import efficiency_multiple
+from planner.optimize.grid import Grid, build_grid
 from planner.stats import bootstrap_stat, paired_diff_ci
 from reports.findings.base import (
     CI,
@@ -55,52 +55,47 @@ class _Paired:
     ref_cost: np.ndarray  # [reference options]
 
 
-def _rebuild(run: RunTables, ref: str, curves: pd.DataFrame) -> _Paired | str:
-    """The plan's per-problem series, or why they cannot be rebuilt."""
+def rebuild_plan(run: RunTables, verifier: str | None) -> tuple[Plan, Grid] | str:
+    """The plan remade from the run's profile and problems with the options its summary names
+    (so its per-problem series are the plan's own), and its grid; or why it cannot be."""
     s = run.plan_summary
     if run.profile is None or run.problems is None or not s:
         return "the run lacks the profile, problems or plan summary the plan was made from"
-    probe = s.get("probe") or {}
     try:
-        opts = PlanOptions(
-            unit=s["unit"],
-            budgets=tuple(float(b) for b in s["budgets"]),
-            bin_column=s["bin_column"],
-            verifier=ref[len("weighted[") : -1],
-            n_boot=0,
-            probe_k=int(probe.get("k", 0)),
-            probe_verifier=probe.get("verifier"),
-            probe_reuse=bool(probe.get("reuse", True)),
+        opts = options_from_summary(s, verifier=verifier, n_boot=0)
+        return make_plan(run.profile, run.problems, opts), build_grid(
+            run.profile, run.problems, opts
         )
-        g = build_grid(run.profile, run.problems, opts)
     except (KeyError, ValueError, PlannerError) as exc:
         return f"the plan could not be rebuilt from its profile ({exc})"
-    targets = list(opts.budgets or ())
-    fit = cross_fit(g.acc, g.cost, g.bins, g.folds, targets, g.deployable)
-    mask = g.methods.get(ref, np.zeros(len(g.cost), bool))
-    co_pp, ref_pp = {}, {}
-    for ti, t in enumerate(targets):
-        if not np.isnan(fit.per_problem[ti]).any():
-            co_pp[float(t)] = fit.per_problem[ti]
-        ok = np.flatnonzero(mask & (g.cost <= t * (1 + 1e-9)))
-        if not len(ok):
-            continue
-        # As the plan's curves: the largest reference option within t (with probes charged,
-        # several pool sizes cost the same: the largest of them).
-        j = (
-            ok[np.argmax(g.cost[ok])]
-            if g.charged is None
-            else ok[np.lexsort((g.gen_cost[ok], g.cost[ok]))[-1]]
-        )
-        ref_pp[float(t)] = g.acc[:, j]
-    # The rebuilt series must be the plan's, else the pairing would be of something else.
-    for name, series in ((CO, co_pp), (ref, ref_pp)):
+
+
+def same_as_curves(plan: Plan, curves: pd.DataFrame, names: list[str]) -> str | None:
+    """None when the rebuilt series are the plan's curves (means to 1e-9), else what differs:
+    the pairing would otherwise be of something else."""
+    for name in names:
         got = curves[curves["method"] == name].set_index("budget")["accuracy"]
+        series = plan.series.get(name, {})
         for t, a in got.items():
             if float(t) not in series or abs(series[float(t)].mean() - float(a)) > 1e-9:
                 return f"the rebuilt plan differs from the plan's curves ({name} at {t:g})"
+    return None
+
+
+def _rebuild(run: RunTables, ref: str, curves: pd.DataFrame) -> _Paired | str:
+    """The plan's per-problem series, or why they cannot be rebuilt."""
+    got = rebuild_plan(run, ref[len("weighted[") : -1])
+    if isinstance(got, str):
+        return got
+    plan, g = got
+    differs = same_as_curves(plan, curves, [CO, ref])
+    if differs:
+        return differs
+    mask = g.methods.get(ref, np.zeros(len(g.cost), bool))
     ref_idx = np.flatnonzero(mask)
-    return _Paired(co_pp, ref_pp, g.acc[:, ref_idx], g.cost[ref_idx])
+    # The reference's options at their cost without probes, as the plan's baselines.
+    raw = g.gen_cost if plan.summary["unit"] == "generations" else g.flop_cost
+    return _Paired(plan.series[CO], plan.series[ref], g.acc[:, ref_idx], raw[ref_idx])
 
 
 def _multiple(co_acc: float, t: float, cost: np.ndarray, acc: np.ndarray) -> float:

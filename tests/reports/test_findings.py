@@ -60,12 +60,12 @@ def test_every_finding_on_a_full_run_is_deterministic(beam_holds: RunTables) -> 
         beam_holds, large_profile=build_run(_large(0, logit_shift=0.3)).profile, context=M14
     )
     first, second = findings(run), findings(run)
-    assert [f.key for f in first] == ["a", "b", "c", "d", "e"]
+    assert [f.key for f in first] == ["a", "b", "c", "d", "e", "f"]
     assert first == second
     assert [_json(f) for f in first] == [_json(f) for f in second]
     assert all(f.mark in MARKS and f.evidence for f in first)
     # Beam search, the exchange and the larger model are there; revisions are not.
-    assert [f.mark == "not testable" for f in first] == [False, False, True, False, False]
+    assert [f.mark == "not testable" for f in first] == [False, False, True, False, False, False]
 
 
 def test_a_and_b_reproduced_when_beam_wins_low_and_loses_high(beam_holds: RunTables) -> None:
@@ -194,9 +194,10 @@ def test_model_multiplier_from_context_or_parameter_counts(exchange_holds: RunTa
 
 def test_an_empty_run_says_what_is_missing(tmp_path: Path) -> None:
     out = findings(RunTables(root=tmp_path))
-    assert [f.mark for f in out] == ["not testable"] * 5
+    assert [f.mark for f in out] == ["not testable"] * 6
     assert "curves.parquet" in out[0].evidence
-    assert all("profile" in f.evidence for f in out[1:])
+    assert all("profile" in f.evidence for f in out[1:5])
+    assert "single_best" in out[5].evidence
     assert all(f.numbers == {"missing": f.evidence} for f in out)
 
 
@@ -216,13 +217,17 @@ def test_the_real_qwen_dump(tmp_path: Path) -> None:
         plan_curves=plan.curves,
         plan_summary=plan.summary,
     )
-    a, b, c, d, e = findings(run)
+    a, b, c, d, e, f = findings(run)
     assert a.mark != "not testable" and a.numbers["reference"] == "weighted[imported]"
     assert "paired" in a.numbers["method"]
     assert b.evidence == "the profile has no beam-search rows"
     assert c.evidence == "the profile has no revisions rows"
     assert d.mark == e.mark == "not testable" and "larger model" in d.evidence + e.evidence
-    assert findings(run) == [a, b, c, d, e]
+    # A strong reward model on 100 problems: per-bin choices buy nothing at any budget, the plan
+    # runs best-of-N by the reward model for every prompt, and (f) says so.
+    assert f.mark == "not reproduced" and "paired" in f.numbers["method"]
+    assert not any(r["per_bin"] for r in f.numbers["per_budget"])
+    assert findings(run) == [a, b, c, d, e, f]
 
 
 def test_the_marking_rules() -> None:
