@@ -164,21 +164,26 @@ def _candidate_picks(
     return out
 
 
-def _choose(scores: np.ndarray, se_factor: float) -> np.ndarray:
-    """[targets] the candidate each target takes from per-problem inner scores [targets,
-    candidates, problems] (NaN: unavailable): the simplest within se_factor paired SEs of the
-    best."""
-    n_p = scores.shape[-1]
-    valid = ~np.isnan(scores).any(axis=-1)
-    mu = np.where(valid, np.nan_to_num(scores).mean(axis=-1), -np.inf)
+# The paired standard error of the rule among candidates is estimated on at most this many of
+# a training set's problems (evenly spaced): an SD is known well from a few thousand, while
+# gathering every problem's score of every candidate dominated the time on large profiles. The
+# means themselves always come from exact sums.
+SE_ROWS = 4000
+
+
+def _choose(mu: np.ndarray, scores: np.ndarray, n: float, se_factor: float) -> np.ndarray:
+    """[targets] the candidate each target takes: the simplest (lowest index) whose inner
+    cross-validated mean mu [targets, candidates] (-inf: unavailable) is within se_factor paired
+    standard errors of the best's; the SE is the SD over problems of the paired per-problem
+    differences in `scores` [targets, candidates, rows], divided by sqrt(n)."""
     best = mu.argmax(axis=-1)
-    if se_factor == 0 or n_p < 2:
+    if se_factor == 0 or scores.shape[-1] < 2:
         return best
     ref = np.take_along_axis(scores, best[:, None, None], axis=1)
     diff = np.nan_to_num(scores - ref)
-    se = diff.std(axis=-1, ddof=1) / np.sqrt(n_p)
+    se = diff.std(axis=-1, ddof=1) / np.sqrt(n)
     mu_best = np.take_along_axis(mu, best[:, None], axis=1)
-    within = valid & (mu >= mu_best - se_factor * se - 1e-12)
+    within = np.isfinite(mu) & (mu >= mu_best - se_factor * se - 1e-12)
     return within.argmax(axis=-1)
 
 
@@ -188,6 +193,7 @@ def _run_set(
     train_inner: np.ndarray,
     train_bins: np.ndarray,
     inner_sums: tuple[np.ndarray, np.ndarray, np.ndarray],
+    held_sums: np.ndarray,
     full_sums: tuple[np.ndarray, np.ndarray, np.ndarray],
     c: _Costs,
     spec: SelectionSpec,
@@ -196,12 +202,32 @@ def _run_set(
     the chosen candidate [targets], every candidate's picks [targets, candidates, bins]).
 
     inner_sums: the sums of the inner training sets [K_in, bins, options] (and counts);
+    held_sums: the accuracy sums of each inner fold's held problems [K_in, bins, options];
     full_sums: the training set's own sums [1, bins, options]."""
     inner = _candidate_picks(*inner_sums, c, spec)  # [K_in, T, C, B]
-    cols = inner[train_inner, :, :, train_bins]  # [P_tr, T, C]
-    held = acc[train_rows[:, None, None], np.maximum(cols, 0)].astype(float)
-    held[cols < 0] = np.nan
-    chosen = _choose(np.moveaxis(held, 0, -1), spec.se_factor)  # [T]
+    k_in, n_t, n_c, n_b = inner.shape
+    # Inner cross-validated mean of every candidate, from the held folds' sums.
+    g_idx, b_idx = np.meshgrid(np.arange(k_in), np.arange(n_b), indexing="ij")
+    got = held_sums[g_idx[:, None, None, :], b_idx[:, None, None, :], np.maximum(inner, 0)]
+    total = np.where(inner >= 0, got, np.nan).sum(axis=(0, 3))  # [T, C]
+    mu = np.where(np.isnan(total), -np.inf, total / max(len(train_rows), 1))
+    # Per-problem scores for the paired SE, on evenly spaced rows (all of them when few).
+    sub = np.arange(len(train_rows))
+    if len(sub) > SE_ROWS:
+        sub = np.linspace(0, len(sub) - 1, SE_ROWS).astype(np.int64)
+    held = np.empty((n_t, n_c, len(sub)))
+    # Every problem of one (inner fold, bin) cell is scored by the same picks: one 2-D gather
+    # per cell.
+    for g in range(k_in):
+        for b in range(n_b):
+            at = np.flatnonzero((train_inner[sub] == g) & (train_bins[sub] == b))
+            if not len(at):
+                continue
+            cols = inner[g, :, :, b].ravel()  # [T * C]
+            vals = acc[np.ix_(train_rows[sub[at]], np.maximum(cols, 0))].astype(float)
+            vals[:, cols < 0] = np.nan
+            held[:, :, at] = vals.T.reshape(n_t, n_c, len(at))
+    chosen = _choose(mu, held, float(len(train_rows)), spec.se_factor)  # [T]
     picks = _candidate_picks(*full_sums, c, spec)[0]  # [T, C, B]
     return picks[np.arange(len(c.targets)), chosen], chosen, picks
 
@@ -268,6 +294,7 @@ def cross_fit_procedure(
                 inner[r, rows],
                 bins[rows],
                 (in_tr[0], in_tr[1], in_tr[2]),
+                np.moveaxis(by_in[0] - s1[r][:, f], 1, 0),
                 (out_tr[0][None], out_tr[1][None], out_tr[2][None]),
                 c,
                 spec,
@@ -296,6 +323,7 @@ def cross_fit_procedure(
         deploy_inner,
         bins,
         (in_tr[0], in_tr[1], in_tr[2]),
+        np.moveaxis(full[0], 1, 0),
         (tot[0][None], tot[1][None], tot[2][None]),
         c,
         spec,
