@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
-from planner.strategies import strategy_kind
+from planner.strategies import POOL, strategy_kind
 from profiling.backend import Backend
 from profiling.problems import Problem
 from profiling.strategies.common import Verifiers
@@ -72,6 +72,34 @@ STRATEGIES: dict[str, RegisteredStrategy] = {
 }
 
 
+# Keys a profile's (or a policy's) config holds beyond the strategy's own: how the final answer is
+# chosen (`ttc curves`), which run a revisions option was read from (`ttc curves`), and which
+# verifier guided a search (the search's rows). A strategy's config class refuses them.
+SELECT_KEYS = ("select", "agg", "verifier")
+_READ_KEYS = ("run_chains", "run_length")
+_ROW_KEYS = ("search_verifier",)
+
+
+def strategy_config(
+    strategy: str,
+    config: Mapping[str, Any],
+    *,
+    seed: int,
+    grader: str,
+    budget: float | None = None,
+) -> dict[str, Any]:
+    """The config a strategy function takes, from a run config's strategy spec (the sweep) or a
+    profile's option (the gateway, from a policy's decision): the keys the profile adds to the
+    strategy's own dropped, the execution keys (`seed`, `grader`) set. A pool option read at
+    `budget` k draws k candidates (`n`); other keys are left for the config class to check.
+    """
+    out = {k: v for k, v in config.items() if k not in (*SELECT_KEYS, *_READ_KEYS, *_ROW_KEYS)}
+    if budget is not None and strategy_kind(strategy) == POOL:
+        out["n"] = max(1, round(budget))
+    out.update(seed=int(seed), grader=grader)
+    return out
+
+
 def run(
     strategy: str,
     problems: Sequence[Problem],
@@ -89,4 +117,11 @@ def run(
     return entry.run(list(problems), backend, verifier, dict(config))
 
 
-__all__ = ["STRATEGIES", "RegisteredStrategy", "Strategy", "run"]
+__all__ = [
+    "SELECT_KEYS",
+    "STRATEGIES",
+    "RegisteredStrategy",
+    "Strategy",
+    "run",
+    "strategy_config",
+]

@@ -19,7 +19,7 @@ from planner.errors import PlannerError
 from planner.strategies import CHAINS
 from profiling.backend import PromptTemplate, TransformersBackend
 from profiling.problems import Problem
-from profiling.strategies import STRATEGIES
+from profiling.strategies import STRATEGIES, strategy_config
 from profiling.sweep.config import ModelConfig, RunConfig, StrategySpec, VerifierSpec
 from profiling.verifiers import LikelihoodVerifier, SelfLikelihood, Verifier, load_prm, prm_format
 
@@ -96,6 +96,17 @@ class SweepModels:
         if getattr(b, "served_model", None):
             # a served policy: its server, and the prefix-cache hit rate so far
             meta.update({k: v for k, v in b.metadata().items() if k not in meta or k == "device"})
+        # what each served model's local folder was checked against (`ttc profile` warns when
+        # neither its config nor its log-probs could be compared)
+        served = [("policy", b), ("reviser", self.reviser)]
+        served += [(v.verifier_id, getattr(v, "s", None)) for v in self.verifiers]
+        checks = {
+            name: m.info.check.as_dict()
+            for name, m in served
+            if getattr(getattr(m, "info", None), "check", None) is not None
+        }
+        if checks:
+            meta["model_checks"] = checks
         return meta
 
 
@@ -186,9 +197,19 @@ class UnitRunner:
         self.cfg = cfg
         self.grader = grader
         self.models = SweepModels(cfg, worker)
+        self._seen = (0.0, 0.0)
 
     def metadata(self) -> dict[str, Any]:
-        return self.models.metadata()
+        """The models' metadata; for a served policy also the prefix-cache tokens since the
+        last call (`unit_prefix_cache_*`: a unit's, as every executor calls this after each
+        unit), which the runner sums over every checkpoint, resumed ones included."""
+        meta = self.models.metadata()
+        if "prefix_cache_query_tokens" in meta:
+            now = (meta["prefix_cache_hit_tokens"], meta["prefix_cache_query_tokens"])
+            meta["unit_prefix_cache_hit_tokens"] = now[0] - self._seen[0]
+            meta["unit_prefix_cache_query_tokens"] = now[1] - self._seen[1]
+            self._seen = now
+        return meta
 
     def run(self, unit: Unit, on_problem: Callable[[], None] | None = None) -> list[dict]:
         rows: list[dict] = []
@@ -196,11 +217,12 @@ class UnitRunner:
         # Revision chains are sampled by the reviser model; every other strategy by the policy.
         backend = self.models.reviser if strategy.kind == CHAINS else self.models.backend
         for problem in unit.problems:
-            config = {
-                **unit.strategy.config,
-                "grader": self.grader,
-                "seed": unit_seed(self.cfg.seed, problem.problem_id, unit.strategy),
-            }
+            config = strategy_config(
+                unit.strategy.name,
+                unit.strategy.config,
+                seed=unit_seed(self.cfg.seed, problem.problem_id, unit.strategy),
+                grader=self.grader,
+            )
             try:
                 out = strategy.run([problem], backend, list(self.models.verifiers), config)
             except ValueError as exc:
