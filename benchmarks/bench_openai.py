@@ -9,16 +9,21 @@
 3. In-process (TransformersBackend, lean decode, one torch thread) / vLLM CPU generated tokens/s
    on the same model and sampling workload: reported, so a user knows when to use which.
 
-Run:  .venv/bin/python benchmarks/bench_openai.py [--problems 16] [--n 16]
+Run:  .venv/bin/python benchmarks/bench_openai.py [--problems 16] [--n 16] [--shape gqa]
       [--base-url URL --served-model NAME] [--vllm-python .venv-vllm/bin/python]
-Without --base-url it starts a vLLM server (CPU, float32, --block-size 32) on the quick testbed's
-policy (`ttc testbed train --quick` or the cache) and stops it at the end.
+Without --base-url it starts a vLLM server with the launcher's flags (those of the README's
+command: CPU, float32, --block-size 32, --no-enable-chunked-prefill) on the quick testbed's
+policy (`ttc testbed train --quick` or the cache), or with `--shape gqa` on a Llama of another
+shape (head_dim 64, grouped-query attention: 4 heads over 2 KV heads, random weights, so it writes
+long answers; `gqa_model`), and stops it at the end. A failure (a server that dies, a folder
+that is not the served model) is one line and exit status 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -27,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx
 
+from planner.errors import PlannerError
 from profiling import SelfLikelihood, TransformersBackend, run
 from profiling.backend import PromptTemplate
 from profiling.openai import open_backend
@@ -46,10 +52,48 @@ async def _plain(url: str, bodies: list[dict], concurrency: int) -> int:
         async def one(b: dict) -> int:
             async with sem:
                 r = await client.post(url + "/v1/completions", json=b)
-                r.raise_for_status()
+                if r.status_code >= 400:
+                    raise PlannerError(
+                        f"server {url} refused POST /v1/completions (HTTP {r.status_code}) "
+                        f"to the plain client: {' '.join(r.text.split())[:300]}"
+                    )
                 return int(r.json()["usage"]["completion_tokens"])
 
         return sum(await asyncio.gather(*(one(b) for b in bodies)))
+
+
+def gqa_model(out: Path, seed: int = 0) -> Path:
+    """A Llama of another shape than the testbed's on its tokenizer: hidden 256, 4 query heads
+    over 2 KV heads (head_dim 64), 4 layers, random weights (seeded); made once into `out`."""
+    if (out / "config.json").is_file():
+        return out
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from models.testbed.tokenizer import build_tokenizer
+
+    tok = build_tokenizer()
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=256,
+        intermediate_size=688,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=64,
+        max_position_embeddings=1024,
+        tie_word_embeddings=True,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    torch.manual_seed(seed)
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    LlamaForCausalLM(cfg).save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    tmp.rename(out)  # whole or absent
+    return out
 
 
 def main() -> None:
@@ -64,10 +108,25 @@ def main() -> None:
     ap.add_argument("--base-url")
     ap.add_argument("--served-model", default="policy")
     ap.add_argument("--model-dir", help="the policy's folder (default: the quick testbed's)")
+    ap.add_argument(
+        "--shape", choices=("testbed", "gqa"), default="testbed", help="served model's shape"
+    )
     ap.add_argument("--vllm-python", default=str(ROOT / ".venv-vllm" / "bin" / "python"))
     args = ap.parse_args()
+    try:
+        serve_and_report(args)
+    except (PlannerError, httpx.HTTPError) as exc:
+        print(f"bench_openai: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
+def serve_and_report(args: argparse.Namespace) -> None:
     if args.model_dir:
         model_dir = Path(args.model_dir)
+    elif args.shape == "gqa":
+        from models.testbed.train import cache_root
+
+        model_dir = gqa_model(cache_root() / "bench" / "gqa-h256-kv2-d64")
     else:
         from models.testbed import ensure_testbed
 

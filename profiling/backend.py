@@ -313,6 +313,10 @@ class TransformersBackend:
         )
 
     def decode(self, ids: Sequence[int]) -> str:
+        # Special tokens stay in the text (a model may sample <unk> or a tag mid-step): the text
+        # then encodes back to the very ids that were generated, so a verifier scores, and a
+        # reader of the rows counts, what the policy produced. The eos that ends an answer is
+        # not part of it (`split_steps`).
         # Search decodes every path's steps again each round (to build verifier candidates);
         # steps repeat across rounds and rows, and a tokenizer call is slow next to a tiny model.
         key = tuple(int(t) for t in ids)
@@ -321,7 +325,7 @@ class TransformersBackend:
             if len(self._decode_cache) >= _DECODE_CACHE_MAX:
                 self._decode_cache.clear()
             text = self._decode_cache[key] = self.tokenizer.decode(
-                list(key), skip_special_tokens=True
+                list(key), skip_special_tokens=False
             )
         return text
 

@@ -118,6 +118,14 @@ def profile_cmd(
             f"({summary['units_run']} shards run, {summary['units_resumed']} resumed) "
             f"to {out_dir}"
         )
+    # a served model whose local folder matched only in its tokenizer (see run.json)
+    for name, check in (result.metadata.get("model_checks") or {}).items():
+        if not check.get("verified", True):
+            click.echo(
+                f"warning: {name}: model_config was not compared with the served model beyond "
+                f"its tokenizer (config {check['config']}; log-probs {check['likelihood']})",
+                err=True,
+            )
 
 
 COMMANDS = [profile_cmd]

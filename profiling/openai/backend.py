@@ -113,9 +113,14 @@ class OpenAIBackend(TransformersBackend):
         return body
 
     def generations(
-        self, answer: dict[str, Any], body: dict[str, Any], max_new_tokens: int
+        self,
+        answer: dict[str, Any],
+        body: dict[str, Any],
+        max_new_tokens: int,
+        cap: str = "max_new_tokens",
     ) -> list[Generation]:
-        """The choices of one answer as Generations, checked against `usage` and the limit."""
+        """The choices of one answer as Generations, checked against `usage` and the limit
+        (`cap` names the caller's limit of `max_new_tokens`, e.g. a search's per-step one)."""
         choices = sorted(answer.get("choices") or [], key=lambda c: int(c.get("index", 0)))
         if len(choices) != body["n"]:
             raise PlannerError(
@@ -140,8 +145,8 @@ class OpenAIBackend(TransformersBackend):
                 raise PlannerError(
                     f"a response was cut at {len(body['prompt']) + len(ids)} tokens by the "
                     f"served model's max_model_len of {limit} ({self.info.root}, "
-                    f"{self.served_model}) before max_new_tokens={max_new_tokens}: serve it "
-                    "with a larger --max-model-len or lower max_new_tokens"
+                    f"{self.served_model}) before {cap}={max_new_tokens}: serve it with a "
+                    f"larger --max-model-len, or use shorter prompts or a lower {cap}"
                 )
             out.append(Generation(ids, lps, finish))
         usage = answer.get("usage") or {}
@@ -155,7 +160,7 @@ class OpenAIBackend(TransformersBackend):
         return out
 
     def complete(
-        self, bodies: Sequence[dict[str, Any]], max_new_tokens: int
+        self, bodies: Sequence[dict[str, Any]], max_new_tokens: int, cap: str = "max_new_tokens"
     ) -> list[list[Generation]]:
         # greedy answers of one prompt are all the same and servers refuse n > 1 for them: ask
         # once, copy (each copy still counts its tokens, as the in-process rows do)
@@ -163,7 +168,7 @@ class OpenAIBackend(TransformersBackend):
         answers = self.client.post_many("/v1/completions", sent)
         out = []
         for a, b, s in zip(answers, bodies, sent, strict=True):
-            gens = self.generations(a, s, max_new_tokens)
+            gens = self.generations(a, s, max_new_tokens, cap)
             if s is not b:
                 g = gens[0]
                 gens = [Generation(list(g.token_ids), list(g.logprobs), g.finish)] * b["n"]
@@ -220,6 +225,7 @@ class OpenAIBackend(TransformersBackend):
             "base_url": self.info.root,
             "served_model": self.served_model,
             "max_model_len": self.max_model_len,
+            "model_check": self.info.check.as_dict(),
         }
         meta.update(self.meter.delta() or {})
         return meta
@@ -265,7 +271,9 @@ def open_policy(
 ) -> OpenAIBackend:
     """Check the server (see `check_server`) and return its backend."""
     tok, hf_config = load_local(model_config)
-    info = check_server(client, served_model, tok, what=what, max_model_len=max_model_len)
+    info = check_server(
+        client, served_model, tok, model_config, hf_config, what=what, max_model_len=max_model_len
+    )
     cfg = BackendConfig(
         model_dir=str(model_config),
         dtype=dtype,

@@ -7,8 +7,9 @@ candidates, a pool's prompts, a verifier's sequences all go out together and the
 them (continuous batching).
 
 Connection errors, time-outs and 5xx answers are retried with exponential backoff; a 4xx answer
-is the request's fault and raises at once with the server's own message. Every failure is a
-`PlannerError` naming the server.
+is the request's fault and raises at once with the server's own message, and so does a server
+whose engine died (vLLM answers 500 "EngineCore encountered an issue" and then exits: no retry can
+succeed). Every failure is a `PlannerError` naming the server.
 """
 
 from __future__ import annotations
@@ -58,6 +59,10 @@ class ClientConfig:
 
 class _Retry(Exception):
     """A failure worth another try (connection, time-out, 5xx)."""
+
+
+# What vLLM's API server answers (HTTP 500) once its engine process has died; it exits after.
+ENGINE_DEAD = ("EngineCore encountered an issue", "EngineDeadError", "Engine loop has died")
 
 
 def server_root(base_url: str) -> str:
@@ -137,7 +142,17 @@ class OpenAIClient:
             except httpx.TransportError as exc:
                 raise _Retry(f"{type(exc).__name__}: {exc}".rstrip(": ")) from None
         if resp.status_code >= 500:
-            raise _Retry(f"HTTP {resp.status_code}: {_message(resp)}")
+            message = _message(resp)
+            if any(m in message for m in ENGINE_DEAD):
+                raise PlannerError(
+                    # "did not answer": what callers (the gateway) read as an unreachable server
+                    f"server {self.root} did not answer {method} {path}: its engine died (HTTP "
+                    f"{resp.status_code}: {message}); see the server's log. A vLLM CPU server "
+                    "dies so on seeded requests when chunked prefill is on (the log shows "
+                    "'CPU Generator does not use offset'): start it with "
+                    "--no-enable-chunked-prefill (docs/serving.md), then run again with --resume"
+                )
+            raise _Retry(f"HTTP {resp.status_code}: {message}")
         return resp
 
     async def _request(self, method: str, path: str, body: Any | None = None) -> httpx.Response:

@@ -38,7 +38,8 @@ import torch
 from planner.errors import PlannerError
 from profiling.flops import forward_flops, shape_from_config
 from profiling.openai.client import OpenAIClient
-from profiling.openai.server import PROBE_TEXT
+from profiling.openai.identity import PROBE_TEXT
+from profiling.openai.server import identify
 from profiling.openai.verifiers import ServerStepTagPRM, _LocalScorer
 from profiling.problems import Problem
 from profiling.verifiers.base import Candidate, Scored, check_agg_mode, meta_for, step_texts
@@ -74,7 +75,8 @@ class _PooledScorer(_LocalScorer):
         self.width, self.start = width, start
 
     def probe(self, seq: list[int], reads: list[int]) -> None:
-        """One request up front, so a server that cannot score fails before any work."""
+        """One request up front, so a server that cannot score fails before any work; then
+        the local folder against the served model (`identify`)."""
         body = self._body([seq])
         status, answer = self.client.post_status("/pooling", body)
         where = f"server {self.client.root}"
@@ -90,6 +92,16 @@ class _PooledScorer(_LocalScorer):
                 f"{self.start}"
             )
         self._rows(answer, [(seq, reads)])
+        # the folder is compared with the served model once the server is known to pool it
+        self.info = identify(
+            self.client,
+            self.info,
+            self.tokenizer,
+            self.model_config,
+            self.hf_config,
+            what="verifier",
+            logprobs=False,
+        )
 
     def _body(self, seqs: Sequence[Sequence[int]]) -> dict[str, Any]:
         return {

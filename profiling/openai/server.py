@@ -2,23 +2,22 @@
 
 `check_server` runs once when a backend opens, so a misconfigured run fails before anything is
 written, with one clear error: the server unreachable, the served model not there, no
-`max_model_len`, a tokenizer that does not match the local one (vLLM's `/tokenize` on a probe
-text), a server that returns no `logprobs` or `prompt_logprobs`. `PrefixCacheMeter` reads vLLM's
+`max_model_len`, a local folder that is not the served model (`profiling.openai.identity`: the
+tokenizer over its whole vocabulary, the vocabulary size, the config, the log-probs of a probe),
+a server that returns no `logprobs` or `prompt_logprobs`. `PrefixCacheMeter` reads vLLM's
 prefix-cache counters from `/metrics` (Prometheus text) so a run can record its hit rate.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from planner.errors import PlannerError
 from profiling.openai.client import OpenAIClient
-
-# Text with digits, operators, letters and the step delimiter: the testbed's alphabet and the
-# usual pieces of math prompts, so a tokenizer that splits them differently shows up.
-PROBE_TEXT = "Q: 12+7*3=?\nA: 7*3=21\n12+21=33\nThe answer is 33.\n"
+from profiling.openai.identity import PROBE_TEXT, ModelCheck, check_model, check_vocabulary
 
 _HITS = ("vllm:prefix_cache_hits_total", "vllm:gpu_prefix_cache_hits_total")
 _QUERIES = ("vllm:prefix_cache_queries_total", "vllm:gpu_prefix_cache_queries_total")
@@ -31,6 +30,9 @@ class ServerInfo:
     served_model: str
     max_model_len: int
     root: str
+    entry: dict[str, Any]  # its /v1/models entry
+    tokenizer_check: str  # what `check_vocabulary` compared
+    check: ModelCheck | None = None  # None until `identify` ran
 
 
 def served_models(client: OpenAIClient) -> dict[str, dict[str, Any]]:
@@ -48,14 +50,20 @@ def check_server(
     client: OpenAIClient,
     served_model: str,
     tokenizer: Any,
+    model_config: str | Path,
+    hf_config: Any,
     *,
     what: str = "model",
     max_model_len: int | None = None,
     logprobs: bool = True,
+    identity: bool = True,
 ) -> ServerInfo:
-    """Check the server serves `served_model` with the local `tokenizer` and (`logprobs`)
-    returns log-probs; `max_model_len` from the server (or given, for servers that do not
-    report it). A pooling verifier passes `logprobs=False` and probes `/pooling` itself."""
+    """Check the server serves `served_model` with the local tokenizer, (`logprobs`) that it
+    returns log-probs, and (`identity`, see `identify`) that the local folder `model_config`
+    (its `tokenizer` and `hf_config`) is that model; `max_model_len` from the server (or given,
+    for servers that do not report it). A pooling verifier passes `logprobs=False` and
+    `identity=False`, probes `/pooling` itself (its error says how to serve the PRM), then
+    calls `identify`."""
     models = served_models(client)
     if served_model not in models:
         raise PlannerError(
@@ -70,35 +78,38 @@ def check_server(
             f"{what}: server {client.root} reports no max_model_len for {served_model!r} "
             "in /v1/models (a vLLM server does)"
         )
-    _check_tokenizer(client, served_model, tokenizer, what)
+    vocab = check_vocabulary(client, served_model, tokenizer, what)
     if logprobs:
         _check_logprobs(client, served_model, tokenizer, what)
-    return ServerInfo(served_model, int(limit), client.root)
+    info = ServerInfo(served_model, int(limit), client.root, entry, vocab)
+    if not identity:
+        return info
+    return identify(client, info, tokenizer, model_config, hf_config, what=what, logprobs=logprobs)
 
 
-def _check_tokenizer(client: OpenAIClient, served_model: str, tokenizer: Any, what: str) -> None:
-    local = list(tokenizer.encode(PROBE_TEXT, add_special_tokens=False))
-    body = client.post_json(
-        "/tokenize", {"model": served_model, "prompt": PROBE_TEXT, "add_special_tokens": False}
+def identify(
+    client: OpenAIClient,
+    info: ServerInfo,
+    tokenizer: Any,
+    model_config: str | Path,
+    hf_config: Any,
+    *,
+    what: str,
+    logprobs: bool,
+) -> ServerInfo:
+    """`info` with its `ModelCheck` (`profiling.openai.identity.check_model`; raises on a
+    mismatch)."""
+    config, lik, verified = check_model(
+        client,
+        info.served_model,
+        info.entry,
+        model_config,
+        hf_config,
+        tokenizer,
+        what=what,
+        logprobs=logprobs,
     )
-    remote = body.get("tokens") if isinstance(body, dict) else None
-    if not isinstance(remote, list):
-        raise PlannerError(
-            f"{what}: server {client.root} has no /tokenize answer for {served_model!r}; "
-            "cannot check the local tokenizer against the served model's"
-        )
-    if [int(t) for t in remote] != local:
-        first = next(
-            (i for i, (a, b) in enumerate(zip(local, remote, strict=False)) if a != b),
-            min(len(local), len(remote)),
-        )
-        raise PlannerError(
-            f"{what}: the local tokenizer does not match the served model {served_model!r}: "
-            f"{PROBE_TEXT!r} encodes to {len(local)} tokens here and {len(remote)} on the "
-            f"server, first difference at token {first} (local {local[first : first + 4]}, "
-            f"server {remote[first : first + 4]}); point model_config at the served model's "
-            "folder"
-        )
+    return replace(info, check=ModelCheck(info.tokenizer_check, config, lik, verified))
 
 
 def _check_logprobs(client: OpenAIClient, served_model: str, tokenizer: Any, what: str) -> None:

@@ -96,7 +96,9 @@ class ServerSearchState(OwnerMeter):
             )
             for g in members
         ]
-        answers = [g for pool in b.complete(bodies, max_step_tokens) for g in pool]
+        answers = [
+            g for pool in b.complete(bodies, max_step_tokens, "max_step_tokens") for g in pool
+        ]
         order = [i for g in members for i in g]
         gens = [Generation([], [], "length") for _ in range(self.rows)]
         counts = dict.fromkeys(set(self.owners), 0)

@@ -22,12 +22,12 @@ import contextlib
 import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 from planner.errors import PlannerError
 from profiling.flops import forward_flops, shape_from_config
 from profiling.openai.backend import count_params, load_local
 from profiling.openai.client import OpenAIClient
+from profiling.openai.identity import read_prompt_logprobs
 from profiling.openai.server import check_server
 from profiling.verifiers.base import (
     Candidate,
@@ -63,8 +63,16 @@ class _LocalScorer(PromptEncoder):
             raise ValueError("verifier template must contain '{prompt}'")
         self.tokenizer, hf_config = load_local(model_config)
         self.info = check_server(
-            client, served_model, self.tokenizer, what="verifier", logprobs=self.logprobs
+            client,
+            served_model,
+            self.tokenizer,
+            model_config,
+            hf_config,
+            what="verifier",
+            logprobs=self.logprobs,
+            identity=self.logprobs,
         )
+        self.model_config = model_config
         self.client, self.served_model = client, served_model
         self.template, self.delimiter = template, delimiter
         self.add_special_tokens, self.batch_size = add_special_tokens, batch_size
@@ -93,23 +101,8 @@ class _LocalScorer(PromptEncoder):
             )
         answers = self.client.post_many("/v1/completions", bodies)
         return [
-            _read_prompt_logprobs(a, s, self.info.root) for a, s in zip(answers, seqs, strict=True)
+            read_prompt_logprobs(a, s, self.info.root) for a, s in zip(answers, seqs, strict=True)
         ]
-
-
-def _read_prompt_logprobs(answer: dict[str, Any], seq: Sequence[int], root: str) -> list[float]:
-    plp = ((answer.get("choices") or [{}])[0]).get("prompt_logprobs")
-    if not isinstance(plp, list) or len(plp) != len(seq):
-        raise PlannerError(f"server {root} returned no prompt_logprobs for a verifier sequence")
-    out = []
-    for tok, entry in zip(seq[1:], plp[1:], strict=True):
-        if not isinstance(entry, dict) or not entry:
-            raise PlannerError(f"server {root}: a prompt log-prob is missing")
-        hit = entry.get(str(tok), entry.get(f"token_id:{tok}"))
-        if hit is None:
-            raise PlannerError(f"server {root}: no prompt log-prob for token {tok}")
-        out.append(float(hit["logprob"] if isinstance(hit, dict) else hit))
-    return out
 
 
 class ServerLikelihood:

@@ -26,8 +26,9 @@ class _Worker:
     def metadata(self) -> dict[str, Any]:
         return self.runner.metadata()
 
-    def run(self, unit: Unit) -> tuple[str, list[dict]]:
-        return unit.name, self.runner.run(unit)
+    def run(self, unit: Unit) -> tuple[str, list[dict], dict[str, Any]]:
+        rows = self.runner.run(unit)
+        return unit.name, rows, self.runner.metadata()  # read after the unit, as local
 
 
 def _init_ray(cfg: RunConfig) -> bool:
@@ -97,7 +98,7 @@ def _run_units_ray(
             ref = ready[0]
             actor = inflight.pop(ref)
             try:
-                name, rows = ray.get(ref)
+                name, rows, meta = ray.get(ref)
             except ray.exceptions.RayTaskError as exc:
                 cause = exc.cause if hasattr(exc, "cause") else exc
                 if isinstance(cause, PlannerError):

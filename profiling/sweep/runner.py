@@ -267,9 +267,8 @@ def _finish(
                     "base_url",
                     "served_model",
                     "max_model_len",
-                    "prefix_cache_hit_tokens",
-                    "prefix_cache_query_tokens",
-                    "prefix_cache_hit_rate",
+                    "model_check",
+                    "model_checks",
                 )
                 if k in m
             }
@@ -278,7 +277,8 @@ def _finish(
         raise PlannerError("the sweep produced no samples")
     samples = pd.concat(nonempty, ignore_index=True)
     samples = samples.sort_values(SORT_KEY, kind="stable").reset_index(drop=True)
-    meta = {**base_meta, **(model_meta or {})}
+    meta = {**base_meta, **(model_meta or {}), **_prefix_cache(ck, units)}
+    meta = {k: v for k, v in meta.items() if not k.startswith("unit_")}
     problems = _problems_table(samples, ps, cfg.seed)
     with atomic_dir(out) as stage:
         write_table(samples, stage / SAMPLES_FILE, SAMPLES, meta)
@@ -288,6 +288,22 @@ def _finish(
             + "\n"
         )
     shutil.rmtree(ck, ignore_errors=True)
+def _prefix_cache(ck: Path, units: list[Unit]) -> dict[str, float]:
+    """A served policy's prefix-cache tokens summed over every unit's checkpoint: the hit rate
+    of the whole run, however many times it was resumed."""
+    metas = [read_metadata(ck / f"{u.name}.parquet") for u in units]
+    windows = [m for m in metas if "unit_prefix_cache_query_tokens" in m]
+    if not windows:
+        return {}
+    hits = float(sum(m["unit_prefix_cache_hit_tokens"] for m in windows))
+    queries = float(sum(m["unit_prefix_cache_query_tokens"] for m in windows))
+    return {
+        "prefix_cache_hit_tokens": hits,
+        "prefix_cache_query_tokens": queries,
+        "prefix_cache_hit_rate": hits / queries if queries > 0 else 0.0,
+    }
+
+
     return RunResult(out, len(samples), int(samples["problem_id"].nunique()), ran, resumed, meta)
 
 

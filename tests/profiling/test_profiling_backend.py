@@ -22,7 +22,9 @@ def test_load_and_prompt(backend: TransformersBackend) -> None:
     p = T.problems(1)[0]
     ids = backend.prompt_ids(p)
     assert ids[0] == backend.tokenizer.bos_token_id
-    assert backend.decode(ids) == p.prompt
+    # special tokens stay in decoded text (it encodes back to the same ids)
+    assert backend.decode(ids) == backend.tokenizer.bos_token + p.prompt
+    assert backend.encode(backend.decode(ids)) == ids
     assert backend.model_id == "policy" and backend.n_params > 1000
     assert backend.step_stop_ids == [backend.tokenizer.convert_tokens_to_ids("\n")]
     meta = backend.metadata()

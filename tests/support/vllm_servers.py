@@ -7,6 +7,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -67,4 +68,21 @@ def save_value_head_prm(prm_dir: Path, out: Path) -> Path:
     tok.save_pretrained(out)
     verifier = {"format": "token_class", "separator": meta["step_tag"]}
     (out / "verifier.json").write_text(json.dumps(verifier))
+    return out
+
+
+def long_prompts(backend: Any, count: int, min_tokens: int) -> list[list[int]]:
+    """`count` distinct few-shot prompts of at least `min_tokens` tokens (testbed problems with
+    their answers, each prompt starting at another problem, so no two share a prefix block)."""
+    from profiling.sweep.datasets import DataSpec, load_problems
+
+    problems = load_problems(DataSpec(source="testbed", n=count + 200)).problems
+    out = []
+    for i in range(count):
+        shots, k = "", i
+        while len(backend.text_ids(shots)) < min_tokens:
+            p = problems[k % len(problems)]
+            shots += f"{p.prompt}Answer: {p.answer}\n\n"
+            k += 1
+        out.append(backend.text_ids(shots + problems[-1 - i].prompt))
     return out

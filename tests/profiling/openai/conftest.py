@@ -8,7 +8,12 @@ CI (`CI=true`), where they fail. Two servers start at once and stop at the end o
   step-tag PRM read through prompt log-probs runs on it too, with the testbed's tag tokens);
 - `value`: a pooling server (`/pooling`, no `/v1/completions`) of a one-label token-classification
   PRM built from the testbed PRM (`save_value_head_prm`): the pooled PRM adapters, and the
-  errors of a server that returns no log-probs.
+  errors of a server that returns no log-probs. It serves a copy of the PRM's folder that is
+  removed once it has started, as a server elsewhere would (its `root` is not readable here), so
+  only its tokenizer can be compared with the local folder.
+
+Both run with the launcher's flags (`profiling.openai.launch`, `--no-enable-chunked-prefill`
+among them), as the README tells users to start vLLM.
 
 Each server costs ~90 s of start-up on the CI machine's two cores, so the tests share these two
 rather than starting one per case.
@@ -16,6 +21,7 @@ rather than starting one per case.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,16 +38,19 @@ def vllm_servers(
     require_vllm()
     logs = tmp_path_factory.mktemp("vllm-logs")
     value = save_value_head_prm(quick_testbed / "prm", tmp_path_factory.mktemp("value") / "value")
+    gone = shutil.copytree(value, tmp_path_factory.mktemp("served") / "value")
     dirs = {"policy": quick_testbed / "policy", "value": value}
+    serve = {**dirs, "value": gone}
     servers = {
         name: VLLMServer(VLLM_PYTHON, d, name, log_path=logs / f"{name}.log")
-        for name, d in dirs.items()
+        for name, d in serve.items()
     }
     try:
         for s in servers.values():
             s.launch()
         for s in servers.values():
             s.wait(timeout_s=900)
+        shutil.rmtree(gone)  # loaded: the server no longer needs it
         yield {n: Served(s.url, n, dirs[n], s.max_model_len) for n, s in servers.items()}
     finally:
         for s in servers.values():

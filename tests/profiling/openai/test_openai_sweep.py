@@ -22,6 +22,7 @@ from planner.tables import SAMPLES, read_table
 from profiling.openai import open_backend
 from profiling.openai.launch import free_port
 from profiling.sweep.config import config_from_dict
+from profiling.sweep.datasets import DataSpec, load_problems
 from profiling.sweep.runner import CHECKPOINT_DIR, run_sweep
 
 pytestmark = pytest.mark.slow
@@ -158,3 +159,14 @@ def test_server_cut_off_mid_run_then_resume_gives_complete_tables(
         want = df.sort_values(KEY).reset_index(drop=True)
         cols = [*KEY, "answer", "gen_tokens"]
         assert got[cols].equals(want[cols])
+    # the prefix-cache figures cover both parts of the run: the server looks up every prompt
+    # token of each of a pool's 16 sequences once, in whichever part its shard finished
+    meta = json.loads((out / "run.json").read_text())["metadata"]
+    problems = load_problems(DataSpec(source="testbed", n=40)).problems
+    assert {p.problem_id for p in problems} == set(samples.problem_id)
+    backend = open_backend(vllm_policy.url, "policy", vllm_policy.model_dir)
+    prompts = sum(len(backend.prompt_ids(p)) for p in problems)
+    assert meta["prefix_cache_query_tokens"] == 16 * prompts
+    assert meta["prefix_cache_hit_rate"] == pytest.approx(
+        meta["prefix_cache_hit_tokens"] / meta["prefix_cache_query_tokens"]
+    )
