@@ -288,6 +288,9 @@ def _finish(
             + "\n"
         )
     shutil.rmtree(ck, ignore_errors=True)
+    return RunResult(out, len(samples), int(samples["problem_id"].nunique()), ran, resumed, meta)
+
+
 def _prefix_cache(ck: Path, units: list[Unit]) -> dict[str, float]:
     """A served policy's prefix-cache tokens summed over every unit's checkpoint: the hit rate
     of the whole run, however many times it was resumed."""
@@ -302,9 +305,6 @@ def _prefix_cache(ck: Path, units: list[Unit]) -> dict[str, float]:
         "prefix_cache_query_tokens": queries,
         "prefix_cache_hit_rate": hits / queries if queries > 0 else 0.0,
     }
-
-
-    return RunResult(out, len(samples), int(samples["problem_id"].nunique()), ran, resumed, meta)
 
 
 def _problems_table(samples: pd.DataFrame, ps: ProblemSet, seed: int) -> pd.DataFrame:
