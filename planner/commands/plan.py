@@ -188,7 +188,7 @@ def render_summary(summary: dict) -> str:
 )
 @click.option(
     "--se-factor",
-    default=1.0,
+    default=2.0,
     show_default=True,
     type=click.FloatRange(min=0),
     help="pooled: take the simplest candidate within this many paired standard errors of the "

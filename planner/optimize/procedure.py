@@ -48,7 +48,7 @@ class SelectionSpec:
     strengths: tuple[float, ...] = (4.0, 1.0, 0.25, 0.0)
     shortlist_z: float | None = 2.0
     inner_folds: int = 5
-    se_factor: float = 1.0
+    se_factor: float = 2.0
 
     def __post_init__(self) -> None:
         if not self.strengths or any(s < 0 or not np.isfinite(s) for s in self.strengths):

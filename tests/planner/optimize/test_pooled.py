@@ -50,13 +50,15 @@ def test_dominated_needs_a_margin_and_a_deployable_rival_that_costs_no_more() ->
 
 
 def _grid(n_prob: int, gain: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """acc [problems, 8 options], bins (2) and costs: options 0-3 cost 1, 4-7 cost 4. In bin 0
-    option 0 is best; in bin 1 option 5 is `gain` better than every other option."""
+    """acc [problems, 8 options] (0/1), bins (2) and costs: options 0-3 cost 1, 4-7 cost 4.
+    Option 0 is 5 points better than the others everywhere; option 5 is `gain` better than 0.5 in
+    bin 1 and as much worse in bin 0 (gain 0: no bin has an option of its own)."""
     rng = np.random.default_rng(seed)
     bins = np.arange(n_prob) % 2
     p = np.full((n_prob, 8), 0.5)
-    p[bins == 0, 0] = 0.55
+    p[:, 0] = 0.55
     p[bins == 1, 5] = 0.5 + gain
+    p[bins == 0, 5] = 0.5 - gain
     acc = (rng.random(p.shape) < p).astype(float)
     return acc, bins, np.array([1.0] * 4 + [4.0] * 4)
 
@@ -72,14 +74,17 @@ def _fit(acc: np.ndarray, bins: np.ndarray, cost: np.ndarray, probe: float, spec
 
 
 def test_noise_alone_deploys_one_option_and_a_real_bin_effect_its_own() -> None:
-    acc, bins, cost = _grid(200, 0.0, 1)
-    fit = _fit(acc, bins, cost, 0.0)
-    # No option is truly better in a bin: the procedure keeps one option for both bins.
-    assert (fit.deploy[2] == fit.deploy[2][0]).all()
-    assert np.nanmean(fit.proc[2]) >= np.nanmean(fit.single[2]) - 0.02
+    # No bin has an option of its own: on most seeds one option everywhere, and the cross-fitted
+    # procedure is never far below the single option's (it is the guard's job to close the rest).
+    per_bin, gaps = 0, []
+    for seed in range(8):
+        fit = _fit(*_grid(200, 0.0, seed), 0.0)
+        per_bin += bool(fit.deploy_probe[2])
+        gaps.append(np.nanmean(fit.proc[2]) - np.nanmean(fit.single[2]))
+    assert per_bin <= 2 and min(gaps) > -0.02
     acc, bins, cost = _grid(400, 0.4, 2)
     fit = _fit(acc, bins, cost, 0.0)
-    # A 40-point specialist in bin 1 at cost 4: chosen there, not in bin 0.
+    # A 40-point specialist in bin 1 at cost 4 (40 points worse in bin 0): chosen there only.
     assert fit.deploy[1].tolist() == [0, 5] and fit.deploy_probe[1]
     assert fit.candidate_share[1, 0] == 0.0  # every outer fold saw it too
     assert np.nanmean(fit.proc[1]) > np.nanmean(fit.single[1]) + 0.1
@@ -88,7 +93,7 @@ def test_noise_alone_deploys_one_option_and_a_real_bin_effect_its_own() -> None:
     fit = _fit(acc, bins, cost, 4.0)
     assert not fit.deploy_probe[1] and fit.deploy_probe[2]
     assert (fit.deploy[1] == fit.deploy_single[1]).all()
-    assert fit.deploy[2].tolist() == [fit.deploy[2][0], 5]
+    assert fit.deploy[2].tolist() == [0, 5]
 
 
 def test_the_rule_among_candidates_prefers_the_simplest() -> None:
