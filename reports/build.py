@@ -52,7 +52,8 @@ class Report:
 def render_figures(
     run: RunTables, figures: Sequence[Figure]
 ) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
-    """Each figure's status (drawn, or the line saying why not) and the spec of each drawn one."""
+    """Each figure's status (drawn, with the note its chart carries, or the line saying why not)
+    and the spec of each drawn one."""
     statuses, specs = [], {}
     for fig in figures:
         try:
@@ -62,7 +63,12 @@ def render_figures(
             statuses.append(missing)
             continue
         specs[fig.name] = chart_spec(chart)
-        statuses.append({"name": fig.name, "title": fig.title, "drawn": True})
+        status: dict[str, Any] = {"name": fig.name, "title": fig.title, "drawn": True}
+        # a line the chart asks to show under it (what it left out, and why)
+        note = (specs[fig.name].get("usermeta") or {}).get("note")
+        if note:
+            status["note"] = str(note)
+        statuses.append(status)
     return statuses, specs
 
 

@@ -1,11 +1,13 @@
 """`index.html`: one self-contained page (it opens with the network off).
 
-Order: title and provenance (inputs with their SHA-256, metadata from the tables), the findings
-table, the figures (with a line for each one left out), then the key tables. Vega, Vega-Lite and
-vega-embed are inlined once; each figure's spec sits in a `<script type="application/json">` and
-is drawn by vega-embed as SVG. The page records its own failures: a chart that does not render
-shows its error on the page (and on the console), and `<body data-rendered="N">` counts the charts
-drawn, so a headless browser can check it.
+Order: the verdict first (the findings table), then the figures (with a line for each one left
+out), the key tables, and last the provenance (inputs with their SHA-256, what was measured when
+the run was made, metadata from the tables). Vega, Vega-Lite and vega-embed are inlined once; each
+figure's spec sits in a `<script type="application/json">` and is drawn by vega-embed as SVG,
+scaled down to the page's width so that a 1,280-pixel window never scrolls sideways. The page
+records its own failures: a chart that does not render shows its error on the page (and on the
+console), and `<body data-rendered="N">` counts the charts drawn, so a headless browser can check
+it; `data-overflow-x` is how many pixels the page is wider than its window once drawn.
 """
 
 from __future__ import annotations
@@ -17,13 +19,19 @@ from typing import Any
 from reports.export import javascript_bundle, spec_json
 from reports.summary import table_rows
 
+# Nothing may be wider than the page: charts scale down (their SVG keeps its aspect ratio), long
+# tokens in cells (configs, hashes, paths) wrap anywhere.
 _STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+body { font-family: system-ui, sans-serif; margin: 2em auto; padding: 0 1em; max-width: 1100px;
+  color: #222; }
 h1 { font-size: 1.6em; } h2 { margin-top: 2em; border-bottom: 1px solid #ccc; }
-table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
-th, td { border: 1px solid #ddd; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; max-width: 100%; }
+th, td { border: 1px solid #ddd; padding: 0.25em 0.6em; text-align: left; vertical-align: top;
+  overflow-wrap: anywhere; }
 th { background: #f4f4f4; } code { font-size: 0.9em; word-break: break-all; }
-figure { margin: 1.5em 0; } figcaption { font-size: 0.85em; color: #555; }
+figure { margin: 1.5em 0; max-width: 100%; } figcaption { font-size: 0.85em; color: #555; }
+.chart, .chart .vega-embed { max-width: 100%; }
+.chart svg { max-width: 100%; height: auto; }
 .mark-reproduced { color: #1a7f37; } .mark-not-reproduced { color: #b42318; }
 .mark-inconclusive, .mark-not-testable { color: #8a6d00; }
 #report-errors { color: #b42318; white-space: pre-wrap; }
@@ -52,6 +60,8 @@ _EMBED = """
     } catch (e) { fail(name, e); }
   });
   Promise.all(pending).then(function () {
+    var root = document.documentElement;
+    document.body.setAttribute("data-overflow-x", String(root.scrollWidth - root.clientWidth));
     document.body.setAttribute("data-rendered", String(charts.length - errors.length));
   });
 })();
@@ -99,6 +109,7 @@ def _figures(
         out.append(
             f'<figure id="figure-{name}"><div class="chart" data-figure="{name}"></div>'
             f"<figcaption>{escape(f['title'])}"
+            + (f". {escape(f['note'])}" if f.get("note") else "")
             + (
                 f' (<a href="figures/{name}.png">PNG</a>, <a href="figures/{name}.svg">SVG</a>)'
                 if images
@@ -137,12 +148,6 @@ def render_html(
         f"<p>Budgets in {escape(doc['unit'])}; every accuracy with its "
         f"{100 * doc['ci']:.0f}% confidence interval in brackets.</p>",
         '<pre id="report-errors" hidden></pre>',
-        "<h2>Provenance</h2>",
-        _table(["input", "SHA-256"], [[i["file"], i["sha256"]] for i in doc["inputs"]]),
-        _table(
-            ["metadata", "value", "from"],
-            [[m["key"], str(m["value"]), m["file"]] for m in doc["metadata"]],
-        ),
         "<h2>Findings</h2>",
         _findings(doc),
         "<h2>Figures</h2>",
@@ -162,5 +167,16 @@ def render_html(
         parts.append("<h3>Left out</h3><ul>")
         parts += [f"<li>{escape(line)}</li>" for line in doc["left_out"]]
         parts.append("</ul>")
-    parts += [f'<script type="text/javascript">{_EMBED}</script>', "</body></html>", ""]
+    parts += [
+        "<h2>Provenance</h2>",
+        _table(["input", "SHA-256"], [[i["file"], i["sha256"]] for i in doc["inputs"]]),
+        *[f"<p>{escape(line)}</p>" for line in doc.get("measured", [])],
+        _table(
+            ["metadata", "value", "from"],
+            [[m["key"], str(m["value"]), m["file"]] for m in doc["metadata"]],
+        ),
+        f'<script type="text/javascript">{_EMBED}</script>',
+        "</body></html>",
+        "",
+    ]
     return "\n".join(parts)

@@ -214,8 +214,24 @@ def summarize(
         "choices": _choice_rows(run),
         "promise": promise,
         "left_out": left_out,
+        "measured": measured_inputs(run),
     }
     return jsonable(doc)
+
+
+def measured_inputs(run: RunTables) -> list[str]:
+    """Lines naming the inputs measured on the machine that made the run, not derived from the
+    problems and the seed: two runs of the same inputs differ in them, and in what they draw."""
+    cpu = run.context.get("cpu_hardware")
+    if not cpu:
+        return []
+    return [
+        f"{cpu} was measured on the machine that made this run (ttc calibrate, which ttc demo "
+        "runs): its figures, its points in the cost figure and so the bytes of this page differ "
+        "between two runs of the same inputs and seed. Every other figure and table follows from "
+        "the tables and the seed alone, and summary.json's accuracies (what ttc report --check "
+        "compares) do not depend on it."
+    ]
 
 
 # -- markdown ------------------------------------------------------------------------------------

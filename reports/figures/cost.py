@@ -2,7 +2,10 @@
 
 Each option of the profile (its accuracy averaged over bins by their share of problems) is
 priced by the planner's serving simulator (`planner.costs.cost_rows`) for the served model on
-each hardware profile; the latency panel draws the SLO as a line.
+each hardware profile; the latency panel draws the SLO as a line. A hardware profile without a
+price per hour (a calibrated CPU records $0/h unless told one) has no place on the cost panel's
+log scale: it is left out of that panel, and a line under the figure says so (the chart's
+`usermeta.note`, which the HTML report writes in the figure's caption).
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ def cost_table(
                     "usd_per_1k": r["usd_per_1k_queries"],
                     "latency_s": r["latency_s"],
                     "meets_slo": bool(r["meets_slo"]),
+                    "priced": hw.usd_per_hour > 0,
                 }
             )
     out = pd.DataFrame(rows)
@@ -78,26 +82,33 @@ def cost_tradeoff(
     if data.empty:
         raise Missing("no option to price")
     hw_sort = sorted(data["hardware"].unique())
+    strategies = sorted(data["strategy"].unique())
     tip = ["hardware:N", "series:N", "budget:Q", "acc:Q", "usd_per_1k:Q", "latency_s:Q"]
 
-    def panel(field: str, title: str) -> alt.Chart:
+    def panel(rows: pd.DataFrame, field: str, title: str) -> alt.Chart:
         return (
-            alt.Chart(data)
+            alt.Chart(rows)
             .mark_point(filled=True, opacity=0.8)
             .encode(
                 x=alt.X(f"{field}:Q", title=title, scale=alt.Scale(type="log")),
                 y=alt.Y("acc:Q", title="accuracy (%, mean over bins)"),
-                color=alt.Color("hardware:N", title="hardware", sort=hw_sort),
-                shape=alt.Shape(
-                    "strategy:N", title="strategy", sort=sorted(data["strategy"].unique())
-                ),
+                # one colour per hardware in both panels, also when one leaves some out
+                color=alt.Color("hardware:N", title="hardware", scale=alt.Scale(domain=hw_sort)),
+                shape=alt.Shape("strategy:N", title="strategy", scale=alt.Scale(domain=strategies)),
                 tooltip=tip,
             )
             .properties(width=WIDTH + 40, height=HEIGHT + 30)
         )
 
-    usd = panel("usd_per_1k", "$ per 1k queries (log)").properties(title="Accuracy against cost")
-    lat = panel("latency_s", "latency per query (s, log)")
+    unpriced = sorted(data.loc[~data["priced"], "hardware"].unique())
+    note = (
+        f"Left out of the cost panel: {', '.join(unpriced)}, whose hardware profile has no "
+        "price per hour (ttc calibrate --usd-per-hour records one); the latency panel shows it."
+        if unpriced
+        else ""
+    )
+    priced = data[data["priced"]]
+    lat = panel(data, "latency_s", "latency per query (s, log)")
     if slo_s is not None:
         rule = (
             alt.Chart(pd.DataFrame({"slo": [float(slo_s)]}))
@@ -107,8 +118,17 @@ def cost_tradeoff(
         lat = alt.layer(lat, rule).properties(title=f"Accuracy against latency (SLO {slo_s:g} s)")
     else:
         lat = lat.properties(title="Accuracy against latency (no SLO given)")
-    return alt.hconcat(usd, lat).properties(
-        title=f"Serving cost of each option for {load_model(model).name}, per hardware profile"
+    panels = [lat]
+    if not priced.empty:
+        usd = panel(priced, "usd_per_1k", "$ per 1k queries (log)")
+        panels.insert(0, usd.properties(title="Accuracy against cost"))
+    title = f"Serving cost of each option for {load_model(model).name}, per hardware profile"
+    if not note:
+        return alt.hconcat(*panels).properties(title=title)
+    # The note sits under the panels (PNG and SVG too), and in usermeta for the page's caption.
+    below = alt.TitleParams(note, orient="bottom", anchor="start", fontSize=12, fontWeight="normal")
+    return alt.vconcat(alt.hconcat(*panels).properties(title=below)).properties(
+        title=title, usermeta={"note": note}
     )
 
 

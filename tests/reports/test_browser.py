@@ -1,12 +1,15 @@
 """`index.html` in a real browser: headless Chromium with networking off and a fresh profile.
 
 Every chart must render (an `svg` with marks in each figure's container), the console must show
-no error from the page, and a screenshot is saved. `.ci/run` installs Debian's `chromium`; where
+no error from the page, the findings come before the provenance, a 1,280-pixel window does not
+scroll sideways (the page records how far it is wider than its window), and a screenshot is
+saved. `.ci/run` installs Debian's `chromium`; where
 it is missing this test is skipped, except in CI, where it fails.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -14,6 +17,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from planner.data import shipped_dir
 from report_runs import full_run
 
 from reports.build import build_report
@@ -67,17 +71,55 @@ def _chart_body(dom: str, name: str) -> str:
     return m.group(1)
 
 
+def _overflow(dom: str) -> int:
+    """How many pixels the drawn page is wider than its window, as the page records it."""
+    found = re.search(r'data-overflow-x="(-?\d+)"', dom)
+    assert found, "the page did not record its width"
+    return int(found.group(1))
+
+
+def _run_with_costs(root: Path) -> Path:
+    """The full run with what `ttc demo` adds for the cost figure (the widest one): a served model
+    and this CPU as `ttc calibrate` records it, at $0/h unless told a price."""
+    run = root / "run"
+    shutil.copytree(full_run(), run)
+    cpu = json.loads((shipped_dir("hardware") / "l4.json").read_text(encoding="utf-8"))
+    cpu["name"] = "this-machine"
+    cpu["usd_per_hour"] = {"value": 0.0, "source": "given to ttc calibrate (--usd-per-hour)"}
+    (run / "hardware").mkdir()
+    (run / "hardware" / "this-machine.json").write_text(json.dumps(cpu), encoding="utf-8")
+    context = {"model": "qwen2.5-1.5b", "cpu_hardware": "hardware/this-machine.json", "slo_s": 10}
+    (run / "report.json").write_text(json.dumps(context), encoding="utf-8")
+    return run
+
+
 def test_every_chart_renders_offline_in_chromium(tmp_path: Path) -> None:
     browser = _chromium()
-    rep = build_report(full_run(), tmp_path / "report", figures=FIGURES, images=False)
+    run = _run_with_costs(tmp_path)
+    rep = build_report(run, tmp_path / "report", figures=FIGURES, images=False)
+    (cost,) = [f for f in rep.summary["figures"] if f["name"] == "cost"]
+    assert cost["drawn"] and "this-machine" in cost["note"], cost
     drawn = [f["name"] for f in rep.summary["figures"] if f["drawn"]]
     assert drawn, "the full run draws some figures"
     url = (tmp_path / "report" / "index.html").resolve().as_uri()
 
-    res = _browse(browser, tmp_path / "profile-dom", "--dump-dom", url)
+    # A laptop's window: the widest figure (two panels and a legend, ~1,850 px) must scale down.
+    res = _browse(browser, tmp_path / "profile-dom", "--window-size=1280,2000", "--dump-dom", url)
     assert res.returncode == 0, res.stderr[-3000:]
     dom = res.stdout
     assert f'data-rendered="{len(drawn)}"' in dom, "the page did not report every chart drawn"
+    assert _overflow(dom) <= 0, f"at 1,280 px the page scrolls {_overflow(dom)} px sideways"
+    # This run has fewer verifiers than a demo, so its key tables are narrower than a demo's
+    # (whose widest was 2,093 px before the page let cells wrap): 900 px squeezes it as much.
+    narrow = _browse(browser, tmp_path / "p-narrow", "--window-size=900,2000", "--dump-dom", url)
+    assert narrow.returncode == 0, narrow.stderr[-3000:]
+    assert _overflow(narrow.stdout) <= 0, f"at 900 px it scrolls {_overflow(narrow.stdout)} px"
+    assert dom.index("<h2>Findings") < dom.index("<h2>Figures") < dom.index("<h2>Provenance")
+    # the cost panel draws the priced hardware; the caption says which one it left out
+    left_out = "Left out of the cost panel: this-machine"
+    assert left_out in _chart_body(dom, "cost")  # drawn under the panels
+    caption = re.search(r'id="figure-cost".*?<figcaption>(.*?)</figcaption>', dom, re.S)
+    assert caption and left_out in caption.group(1)
     assert re.search(r'<pre id="report-errors" hidden=""></pre>', dom), "the page shows errors"
     for name in drawn:
         body = _chart_body(dom, name)
@@ -93,7 +135,7 @@ def test_every_chart_renders_offline_in_chromium(tmp_path: Path) -> None:
         browser,
         tmp_path / "profile-shot",
         f"--screenshot={shot}",
-        "--window-size=1200,3000",
+        "--window-size=1280,3000",
         url,
     )
     assert res.returncode == 0, res.stderr[-3000:]

@@ -6,11 +6,14 @@ renders to SVG with vl-convert, and a figure whose data is absent says why."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 import vl_convert as vlc
+from planner.data import shipped_dir
 from report_data import qwen_run_dir, run_tables, synthetic_run_dir
 
 from reports.figures import (
@@ -211,6 +214,30 @@ def test_cost_tradeoff(synth: RunTables) -> None:
     assert {"$ per 1k queries (log)", "latency per query (s, log)"} <= s["titles"]
     assert _has_title(s["titles"], "SLO 5 s")
     assert set(chart.hconcat[0].data["hardware"]) == {"h100-sxm", "l4"}
+
+
+def test_cost_panel_leaves_out_hardware_without_a_price_and_says_so(
+    synth: RunTables, tmp_path: Path
+) -> None:
+    # What `ttc demo` records for this CPU: `ttc calibrate` without --usd-per-hour gives $0/h,
+    # which has no place on a log scale (the panel came out empty, the H100's points hidden).
+    doc = json.loads((shipped_dir("hardware") / "h100-sxm.json").read_text(encoding="utf-8"))
+    doc["name"] = "this-machine"
+    doc["usd_per_hour"] = {"value": 0.0, "source": "given to ttc calibrate (--usd-per-hour)"}
+    cpu = tmp_path / "this-machine.json"
+    cpu.write_text(json.dumps(doc), encoding="utf-8")
+    chart = cost_tradeoff(synth.profile, synth.problems, "qwen2.5-1.5b", ["h100-sxm", str(cpu)])
+    d = chart.to_dict()
+    note = d["usermeta"]["note"]
+    assert note.startswith("Left out of the cost panel: this-machine,") and "price" in note
+    (row,) = chart.vconcat
+    usd, lat = row.hconcat
+    assert set(usd.data["hardware"]) == {"h100-sxm"} and (usd.data["usd_per_1k"] > 0).all()
+    assert set(lat.data["hardware"]) == {"h100-sxm", "this-machine"}
+    assert row.title.text == note and row.title.orient == "bottom"  # under the panels
+    # every hardware priced: no note, the two panels side by side as before
+    priced = cost_tradeoff(synth.profile, synth.problems, "qwen2.5-1.5b", ["h100-sxm", "l4"])
+    assert "usermeta" not in priced.to_dict() and len(priced.hconcat) == 2
 
 
 def test_pareto_frontier(synth: RunTables) -> None:

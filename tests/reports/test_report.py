@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import altair as alt
@@ -76,8 +77,10 @@ def test_html_is_self_contained_and_ordered(tmp_path: Path) -> None:
     html = (tmp_path / "r" / "index.html").read_text(encoding="utf-8")
     assert not EXTERNAL.search(html)
     assert html.count(javascript_bundle()[:2000]) == 1  # one inlined copy of the JavaScript
-    order = [html.index(h) for h in ("Provenance", "<h2>Findings", "<h2>Figures", "Key tables")]
-    assert order == sorted(order)
+    # the verdict first, provenance last
+    heads = ("<h2>Findings", "<h2>Figures", "<h2>Key tables", "<h2>Provenance")
+    order = [html.index(h) for h in heads]
+    assert order == sorted(order) and html.index("<th>SHA-256</th>") > order[-1]
     assert 'data-figure="test_plan"' in html and 'id="spec-test_plan"' in html
     assert "Test: larger model: needs large/profile/profile.parquet" in html
     for rel, digest in ((i["file"], i["sha256"]) for i in rep.summary["inputs"]):
@@ -86,6 +89,23 @@ def test_html_is_self_contained_and_ordered(tmp_path: Path) -> None:
     # Every accuracy in the key tables carries its interval.
     cells = re.findall(r"<td>(\d+\.\d%[^<]*)</td>", html)
     assert cells and all(re.fullmatch(r"\d+\.\d% \[\d+\.\d, \d+\.\d\]", c) for c in cells)
+
+
+def test_the_calibrated_cpu_is_named_as_measured_where_the_run_has_one(tmp_path: Path) -> None:
+    # `ttc demo` measures this CPU (ttc calibrate) for the cost figure: two runs of the same
+    # inputs differ there, and the provenance says so; a run without one says nothing.
+    run = tmp_path / "run"
+    shutil.copytree(full_run(), run)
+    plain = build_report(run, tmp_path / "plain", figures=LOCAL, images=False)
+    assert plain.summary["measured"] == []
+    (run / "report.json").write_text(
+        json.dumps({"cpu_hardware": "hardware/this-machine.json"}), encoding="utf-8"
+    )
+    rep = build_report(run, tmp_path / "r", figures=LOCAL, images=False)
+    (line,) = rep.summary["measured"]
+    assert line.startswith("hardware/this-machine.json was measured on the machine that made")
+    html = (tmp_path / "r" / "index.html").read_text(encoding="utf-8")
+    assert html.index(line.split(":")[0]) > html.index("<h2>Provenance")
 
 
 def test_summary_json_holds_the_key_tables(tmp_path: Path) -> None:
