@@ -68,13 +68,18 @@ from planner.errors import PlannerError
     "--threads", default=1, show_default=True, type=click.IntRange(1),
     help="torch CPU threads of the in-process model (small models run fastest on one).",
 )  # fmt: skip
+@click.option(
+    "--log-json", is_flag=True,
+    help="Log JSON lines (access, error with traceback, reload, start, shutdown) on stderr.",
+)  # fmt: skip
 @handle_errors
 def serve_cmd(**o: Any) -> None:
     """Serve a policy behind an OpenAI-compatible API: POST /v1/completions and
     /v1/chat/completions probe the prompt, predict its difficulty bin, run the policy's strategy
     at the requested budget (extra_body {"ttc_budget": B} or model "policy@B") and return the
     chosen answer, with the decision in x-ttc-* headers. GET /v1/models, /healthz, /metrics
-    (Prometheus); POST /admin/reload. Binds 127.0.0.1 unless --host says otherwise.
+    (Prometheus); POST /admin/reload. Binds 127.0.0.1 unless --host says otherwise. SIGHUP
+    reloads the policy; SIGTERM drains (healthz 503) and exits 0.
 
     \b
     Examples:
@@ -82,9 +87,12 @@ def serve_cmd(**o: Any) -> None:
       ttc serve --policy policy.json --upstream http://127.0.0.1:8001/v1 \\
           --served-model qwen --model-config models/qwen --verifier prm:path=models/prm
     """
+    from profiling.gateway import logs
     from profiling.gateway.app import Gateway, Limits
     from profiling.gateway.loading import load_engine, load_policy
     from profiling.gateway.server import make_server
+
+    logs.configure(json_lines=o["log_json"])
 
     load_policy(o["policy_path"], 1)  # a bad file fails before any model loads
     upstream = o["upstream"]
@@ -120,11 +128,6 @@ def serve_cmd(**o: Any) -> None:
     )
     key = o["api_key"] or os.environ.get("TTC_API_KEY")
     gw = Gateway(engine, o["policy_path"], o["name"], key, limits, o["default_budget"])
-    click.echo(
-        f"ttc serve: {gw.current.path} ({gw.current.label}) as '{gw.name}' on "
-        f"http://{o['host']}:{o['port']}/v1",
-        err=True,
-    )
     make_server(gw, o["host"], o["port"]).run()
 
 

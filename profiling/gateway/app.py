@@ -1,27 +1,33 @@
 """The gateway's HTTP surface (FastAPI): the OpenAI routes, models, health, metrics and reload.
 
 `Gateway` holds what the routes share: the engine behind a micro-batcher, the current policy
-(swapped whole on reload; a request keeps the one it started with), the limits and the key.
-`create_app(gateway)` builds the app; `profiling.gateway.server` runs it under uvicorn.
+(swapped whole on reload; a request keeps the one it started with), the limits, the key and
+the draining flag. `create_app(gateway)` builds the app; `profiling.gateway.server` runs it under
+uvicorn. A completion request is refused before any model work when it is malformed, names an
+unknown model or a budget that is not a finite number in the policy's range, or sends a prompt
+longer than the model's context leaves room for (400 `context_length_exceeded`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
+import logging
+import math
 import threading
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from planner.errors import PlannerError
+from profiling.gateway import logs
+from profiling.gateway.access import AccessLog, KeyGuard, error_response, outcome
+from profiling.gateway.asks import Ask, Failure
 from profiling.gateway.batcher import Batcher
-from profiling.gateway.engine import Ask, Engine
+from profiling.gateway.engine import Engine
 from profiling.gateway.loading import LoadedPolicy, load_policy
 from profiling.gateway.metrics import Metrics
 from profiling.gateway.protocol import (
@@ -33,6 +39,9 @@ from profiling.gateway.protocol import (
     ttc_field,
 )
 from profiling.gateway.upstream import upstream_error
+
+# Prompts longer than this (characters) are tokenised off the event loop.
+_INLINE_CHARS = 4096
 
 
 @dataclass(frozen=True)
@@ -75,6 +84,9 @@ class Gateway:
         self._check_default(self.current)
         self.metrics.set_policy(self.current.policy_id, 1)
         self._reload_lock = threading.Lock()
+        # Completion requests being answered, and whether a shutdown is waiting for them.
+        self.in_flight = 0
+        self.draining = False
         self.batcher = Batcher(
             engine,
             self.limits.window_s,
@@ -96,18 +108,26 @@ class Gateway:
             return self._default_budget
         return float(loaded.policy.budgets[-1])
 
-    def reload(self) -> LoadedPolicy:
-        """Load the policy file again; an invalid file raises PlannerError and changes nothing."""
+    def reload(self, source: str = "http") -> LoadedPolicy:
+        """Load the policy file again; an invalid file raises PlannerError and changes nothing.
+        Either way one log line says so (`source`: http or signal)."""
         with self._reload_lock:
+            old = self.current.label
             try:
                 new = load_policy(self.policy_path, self.current.version + 1, self.engine)
                 self._check_default(new)
-            except PlannerError:
+            except PlannerError as exc:
                 self.metrics.reloads.labels("refused").inc()
+                msg = f"reload refused, still serving {old}: {exc}"
+                logs.event(
+                    "reload", msg, logging.WARNING, source=source, result="refused", policy=old
+                )
                 raise
             self.current = new
             self.metrics.reloads.labels("ok").inc()
             self.metrics.set_policy(new.policy_id, new.version)
+            logs.event("reload", f"reloaded {new.path} as {new.label}", source=source,
+                       result="ok", policy=new.label, previous=old)  # fmt: skip
             return new
 
     def budget_for(self, loaded: LoadedPolicy, model: str, asked: float | None) -> float:
@@ -130,6 +150,13 @@ class Gateway:
                     param="model",
                     code="model_not_found",
                 ) from None
+            if not math.isfinite(from_name):
+                raise ApiError(
+                    400,
+                    f"model '{model}': the budget must be a finite number, got '{suffix}'",
+                    param="model",
+                    code="invalid_budget",
+                )
             if asked is not None and abs(asked - from_name) > 1e-9 * max(1.0, abs(asked)):
                 raise ApiError(
                     400,
@@ -156,8 +183,19 @@ def _budgets(loaded: LoadedPolicy) -> str:
     return ", ".join(f"{b:g}" for b in loaded.policy.budgets)
 
 
-def _error(exc: ApiError) -> JSONResponse:
-    return JSONResponse(exc.body(), status_code=exc.status)
+def _model(model_id: str, loaded: LoadedPolicy, budget: float, default: bool = False) -> dict:
+    return {
+        "id": model_id,
+        "object": "model",
+        "created": 0,
+        "owned_by": "ttc",
+        "ttc": {
+            "budget": budget,
+            "unit": loaded.policy.unit,
+            "default": default,
+            "policy": loaded.label,
+        },
+    }
 
 
 def create_app(gw: Gateway) -> FastAPI:
@@ -172,19 +210,31 @@ def create_app(gw: Gateway) -> FastAPI:
 
     app = FastAPI(title="ttc gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.gateway = gw
-
     if gw.api_key:
-        app.add_middleware(_KeyGuard, gateway=gw)
+        app.add_middleware(KeyGuard, gateway=gw)
+    app.add_middleware(AccessLog, gateway=gw)  # the outermost: it sees every request
 
     @app.exception_handler(ApiError)
-    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return _error(exc)
+    async def api_error(request: Request, exc: ApiError) -> Response:
+        return error_response(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        # unknown routes and methods, in the OpenAI shape
+        what = "Invalid URL" if exc.status_code == 404 else str(exc.detail)
+        return error_response(
+            ApiError(exc.status_code, f"{what} ({request.method} {request.url.path[:200]})")
+        )
 
     async def answer(request: Request, chat: bool) -> Response:
-        route = request.url.path
-        t0 = time.perf_counter()
+        out = outcome(request.scope)
+        rid = request.scope["state"]["request_id"]
         gw.metrics.in_flight.inc()
+        gw.in_flight += 1
         try:
+            if gw.draining:
+                raise ApiError(503, "the server is shutting down; send the request again "
+                               "elsewhere", "server_error", code="shutting_down")  # fmt: skip
             loaded = gw.current  # the policy this request keeps, whatever reloads come
             limit = gw.limits.max_request_bytes
             declared = request.headers.get("content-length", "")
@@ -196,20 +246,25 @@ def create_app(gw: Gateway) -> FastAPI:
             body = parse_body(await request.body(), limit)
             parsed = parse_request(body, chat, gw.limits.max_tokens)
             budget = gw.budget_for(loaded, parsed.model, parsed.budget)
-            ask = Ask(parsed.prompt, budget, parsed.max_tokens, parsed.seed or 0)
-            try:
-                reply = await gw.batcher.submit(loaded, ask)
-            except Exception as exc:
-                raise upstream_error(exc) from exc
-            ttc = ttc_field(reply, budget, loaded.label, loaded.policy_id, loaded.version)
-            gw.metrics.served(route, reply.decision.bin, reply.decision.strategy, reply.spend)
-            return JSONResponse(response(reply, parsed.model, chat, ttc), headers=headers(ttc))
+            out.budget = budget
+            ids = await _prompt_ids(gw, loaded, parsed.prompt, budget, chat)
+            ask = Ask(parsed.prompt, budget, parsed.max_tokens, parsed.seed, tuple(ids))
+            got = await gw.batcher.submit(loaded, ask)
+            out.spend = got.spend
+            if isinstance(got, Failure):
+                if got.decision is not None:
+                    out.bin, out.strategy = _bin(got.decision.bin), got.decision.strategy
+                out.error, out.stage = got.error, got.stage
+                raise upstream_error(got.error, rid, got.stage)
+            d = got.decision
+            out.bin, out.strategy, out.off_policy = _bin(d.bin), d.strategy, bool(got.off_policy)
+            ttc = ttc_field(got, budget, loaded.label, loaded.policy_id, loaded.version)
+            return JSONResponse(response(got, parsed.model, chat, ttc), headers=headers(ttc))
         except ApiError as exc:
-            gw.metrics.failed(route, exc.status)
-            return _error(exc)
+            return error_response(exc)
         finally:
+            gw.in_flight -= 1
             gw.metrics.in_flight.dec()
-            gw.metrics.latency.labels(route).observe(time.perf_counter() - t0)
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
@@ -228,8 +283,11 @@ def create_app(gw: Gateway) -> FastAPI:
         return {"object": "list", "data": entries}
 
     @app.get("/healthz")
-    async def healthz() -> dict:
-        return {"status": "ok", "policy": gw.current.label}
+    async def healthz() -> Response:
+        if gw.draining:
+            body = {"status": "draining", "policy": gw.current.label, "in_flight": gw.in_flight}
+            return JSONResponse(body, status_code=503)
+        return JSONResponse({"status": "ok", "policy": gw.current.label})
 
     @app.get("/metrics")
     async def metrics() -> Response:
@@ -238,66 +296,46 @@ def create_app(gw: Gateway) -> FastAPI:
     @app.post("/admin/reload")
     async def reload() -> Response:
         try:
-            new = await asyncio.to_thread(gw.reload)
+            new = await asyncio.to_thread(gw.reload, "http")
         except PlannerError as exc:
-            return _error(
-                ApiError(
-                    400,
-                    f"reload refused, still serving {gw.current.label}: {exc}",
-                    code="invalid_policy",
-                )
-            )
-        return JSONResponse(
-            {
-                "policy": {
-                    "id": new.policy_id,
-                    "version": new.version,
-                    "label": new.label,
-                    "path": new.path,
-                }
-            }
-        )
+            msg = f"reload refused, still serving {gw.current.label}: {exc}"
+            return error_response(ApiError(400, msg, code="invalid_policy"))
+        label = {"id": new.policy_id, "version": new.version, "label": new.label}
+        return JSONResponse({"policy": {**label, "path": new.path}})
 
     return app
 
 
-class _KeyGuard:
-    """Bearer-key check on every route but /healthz, as a plain ASGI middleware (the decorator
-    form wraps every response in a task and a stream, a cost paid by each request)."""
+def _bin(b: int | None) -> str:
+    return "none" if b is None else str(int(b))
 
-    def __init__(self, app: Any, gateway: Gateway) -> None:
-        self.app = app
-        self.gw = gateway
-        self.want = f"Bearer {gateway.api_key}".encode()
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"] == "/healthz":
-            await self.app(scope, receive, send)
-            return
-        got = dict(scope["headers"]).get(b"authorization", b"")
-        if hmac.compare_digest(got, self.want):
-            await self.app(scope, receive, send)
-            return
-        self.gw.metrics.failed(scope["path"], 401)
-        err = ApiError(
-            401,
-            "missing or wrong API key (Authorization: Bearer KEY)",
-            "authentication_error",
-            code="invalid_api_key",
+async def _prompt_ids(
+    gw: Gateway, loaded: LoadedPolicy, prompt: str, budget: float, chat: bool
+) -> list[int]:
+    """The prompt's token ids, refused with 400 `context_length_exceeded` (OpenAI's code) when
+    the model's context cannot hold it and what the policy generates after it at this budget.
+    A prompt that cannot fit even at the tokenizer's longest token is refused untokenised."""
+    room = loaded.room_for(budget)
+
+    def refuse(n: int, at_least: bool = False) -> ApiError:
+        got = f"at least {n}" if at_least else str(n)
+        return ApiError(
+            400,
+            f"this prompt has {got} tokens; at budget {budget:g} the policy leaves room for "
+            f"{room} (the model's context less the tokens generated after the prompt)",
+            param="messages" if chat else "prompt",
+            code="context_length_exceeded",
         )
-        await _error(err)(scope, receive, send)
 
-
-def _model(model_id: str, loaded: LoadedPolicy, budget: float, default: bool = False) -> dict:
-    return {
-        "id": model_id,
-        "object": "model",
-        "created": 0,
-        "owned_by": "ttc",
-        "ttc": {
-            "budget": budget,
-            "unit": loaded.policy.unit,
-            "default": default,
-            "policy": loaded.label,
-        },
-    }
+    if room is not None:
+        floor = len(prompt) // max(gw.engine.max_token_chars(), 1)
+        if floor > room:
+            raise refuse(floor, at_least=True)
+    if len(prompt) > _INLINE_CHARS:
+        ids = await asyncio.to_thread(gw.engine.prompt_ids, prompt)
+    else:
+        ids = gw.engine.prompt_ids(prompt)
+    if room is not None and len(ids) > room:
+        raise refuse(len(ids))
+    return ids

@@ -4,7 +4,9 @@ Each worker thread takes the first waiting request, keeps collecting for `window
 `max_batch`), and runs the batch through `Engine.run` on the policy each request started with (a
 reload between arrival and run does not change a request's policy). The in-process backend has
 one worker (torch already uses the cores); an upstream backend has several, so many requests are
-in flight at the server at once. Results go back to the event loop as futures.
+in flight at the server at once. Results go back to the event loop as futures: a `Reply`, or a
+`Failure` for a request whose own work failed (the engine isolates failures within a batch; if
+the engine itself raises, each request of the batch is run again alone).
 
 The window is adaptive: a request that finds the server idle (the last batch held one request
 and nothing else waits) runs at once, so a lone client never pays the window; under load the
@@ -21,7 +23,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from profiling.gateway.engine import Ask, Engine, Reply
+from profiling.gateway.asks import Ask, Failure, Reply
+from profiling.gateway.choose import Spend
+from profiling.gateway.engine import Engine
 from profiling.gateway.loading import LoadedPolicy
 
 
@@ -72,7 +76,7 @@ class Batcher:
             t.join(timeout_s)
         self._started = False
 
-    async def submit(self, loaded: LoadedPolicy, ask: Ask) -> Reply:
+    async def submit(self, loaded: LoadedPolicy, ask: Ask) -> Reply | Failure:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future = loop.create_future()
         self._queue.put(_Job(loaded, ask, fut, loop))
@@ -113,21 +117,24 @@ class Batcher:
     def _run(self, jobs: list[_Job]) -> None:
         if self.on_batch is not None:
             self.on_batch(len(jobs))
+        policy = jobs[0].loaded.policy
         try:
-            replies: list[Any] = self.engine.run(jobs[0].loaded.policy, [j.ask for j in jobs])
-        except Exception as exc:  # every waiting request gets the error, the worker lives on
-            for j in jobs:
-                j.loop.call_soon_threadsafe(_set_exception, j.future, exc)
-            return
+            replies: list[Any] = self.engine.run(policy, [j.ask for j in jobs])
+        except Exception as exc:  # the batch as a whole failed: its requests run apart
+            if len(jobs) == 1:
+                replies = [Failure(exc, "batch", Spend())]
+            else:
+                replies = [self._alone(policy, j.ask) for j in jobs]
         for j, r in zip(jobs, replies, strict=True):
             j.loop.call_soon_threadsafe(_set_result, j.future, r)
+
+    def _alone(self, policy: Any, ask: Ask) -> Reply | Failure:
+        try:
+            return self.engine.run(policy, [ask])[0]
+        except Exception as exc:
+            return Failure(exc, "batch", Spend())
 
 
 def _set_result(fut: asyncio.Future, value: Any) -> None:
     if not fut.done():
         fut.set_result(value)
-
-
-def _set_exception(fut: asyncio.Future, exc: BaseException) -> None:
-    if not fut.done():
-        fut.set_exception(exc)

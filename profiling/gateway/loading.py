@@ -22,17 +22,26 @@ from profiling.gateway.engine import Engine
 
 @dataclass(frozen=True)
 class LoadedPolicy:
-    """A validated policy, its id (the file's SHA-256, 12 hex digits) and version (1 at start,
-    one more per successful reload)."""
+    """A validated policy, its id (the file's SHA-256, 12 hex digits), version (1 at start,
+    one more per successful reload) and the prompt tokens it allows at each budget (the last
+    entry: the fallback's; empty: unchecked, no engine was given)."""
 
     policy: Policy
     policy_id: str
     version: int
     path: str
+    room: tuple[int, ...] = ()
 
     @property
     def label(self) -> str:
         return f"{self.policy_id}/v{self.version}"
+
+    def room_for(self, budget: float) -> int | None:
+        """The most prompt tokens a request at `budget` may send (None: no limit known)."""
+        if not self.room:
+            return None
+        i = int(self.policy.budget_index(budget)[0])
+        return self.room[i] if i >= 0 else self.room[-1]
 
 
 def load_policy(path: str | Path, version: int, engine: Engine | None = None) -> LoadedPolicy:
@@ -40,10 +49,16 @@ def load_policy(path: str | Path, version: int, engine: Engine | None = None) ->
     p = Path(path)
     doc = read_policy(p)
     policy = Policy.from_dict(doc, str(p))
+    room: tuple[int, ...] = ()
     if engine is not None:
         engine.check(policy)
+        room = tuple(engine.room(policy))
+        if max(room) < 1:
+            raise PlannerError(
+                f"{p}: the policy generates more tokens than the model's context holds"
+            )
     digest = hashlib.sha256(p.read_bytes()).hexdigest()[:12]
-    return LoadedPolicy(policy, digest, version, str(p))
+    return LoadedPolicy(policy, digest, version, str(p), room)
 
 
 def load_engine(

@@ -1,5 +1,11 @@
 """The gateway's Prometheus metrics (`GET /metrics`), on a registry of its own per app, so that
-two gateways in one process (tests) never share counters."""
+two gateways in one process (tests) never share counters.
+
+Every request is counted once, when its response has been sent (`record`), with its final
+status; the tokens and FLOPs it spent are counted whatever the status (a request that failed
+after its probes spent them), labelled by status, so the counters hold all the work done.
+Routes outside the gateway's own share the label `other` (a scanner's paths never become
+label values)."""
 
 from __future__ import annotations
 
@@ -25,12 +31,15 @@ class Metrics:
         )
         self.tokens = Counter(
             "ttc_tokens",
-            "Tokens spent, by kind (prompt, probe, candidate, verifier).",
-            ["kind"],
+            "Tokens spent, by kind (prompt, probe, candidate, verifier) and the request's status.",
+            ["kind", "status"],
             registry=r,
         )
         self.flops = Counter(
-            "ttc_flops", "FLOPs spent, by kind (probe, candidate, verifier).", ["kind"], registry=r
+            "ttc_flops",
+            "FLOPs spent, by kind (probe, candidate, verifier) and the request's status.",
+            ["kind", "status"],
+            registry=r,
         )
         self.latency = Histogram(
             "ttc_request_latency_seconds",
@@ -66,26 +75,36 @@ class Metrics:
         self.policy.clear()
         self.policy.labels(policy_id, str(version)).set(1)
 
-    def served(self, route: str, bin_label: int, strategy: str, spend: Spend) -> None:
-        self.requests.labels(route, str(bin_label), strategy, "200").inc()
+    def record(
+        self,
+        route: str,
+        status: int,
+        latency_s: float,
+        bin_label: str = "none",
+        strategy: str = "none",
+        spend: Spend | None = None,
+    ) -> None:
+        """One request answered: its count, latency, and whatever it spent."""
+        st = str(status)
+        self.requests.labels(route, bin_label, strategy, st).inc()
+        self.latency.labels(route).observe(latency_s)
+        if spend is None:
+            return
         for kind, n in (
             ("prompt", spend.prompt_tokens),
             ("probe", spend.probe_tokens),
             ("candidate", spend.candidate_tokens),
             ("verifier", spend.verifier_tokens),
         ):
-            self.tokens.labels(kind).inc(n)
+            self.tokens.labels(kind, st).inc(n)
         for kind, f in (
             ("probe", spend.probe_flops),
             ("candidate", spend.candidate_flops),
             ("verifier", spend.verifier_flops),
         ):
-            self.flops.labels(kind).inc(f)
-        if spend.total_flops > 0:
+            self.flops.labels(kind, st).inc(f)
+        if status == 200 and spend.total_flops > 0:
             self.probe_share.observe(spend.probe_flops / spend.total_flops)
-
-    def failed(self, route: str, status: int) -> None:
-        self.requests.labels(route, "none", "none", str(status)).inc()
 
     def text(self) -> bytes:
         return generate_latest(self.registry)

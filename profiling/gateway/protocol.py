@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from profiling.gateway.engine import Reply
+from profiling.gateway.asks import Reply
 
 # OpenAI fields accepted (the policy, not the request, sets the sampler: temperature and the
 # like are accepted and ignored); `ttc_budget` is ours (`extra_body` in the openai package).
@@ -149,39 +149,51 @@ def _chat_prompt(messages: Any) -> str:
 
 
 def ttc_field(reply: Reply, requested: float, label: str, policy_id: str, version: int) -> dict:
+    """The `ttc` field of a response. A decision made without probes has bin None and no probe
+    fields; an off-policy request (see `Reply.off_policy`) carries no promise (expected
+    accuracy, interval and FLOPs are None) and says why in `off_policy`."""
     d = reply.decision
+    off = reply.off_policy
+    probe = None
+    if reply.probe_scores is not None:
+        probe = {
+            "scores": reply.probe_scores,
+            "answers": reply.probe_answers,
+            "gen_tokens": reply.probe_tokens,
+        }
     return {
-        "bin": int(d.bin),
+        "bin": None if d.bin is None else int(d.bin),
         "strategy": d.strategy,
         "config": d.config,
         "budget": float(d.budget),
         "requested_budget": float(requested),
         "option_budget": float(d.option_budget),
         "fallback": bool(d.fallback),
+        "probed": probe is not None,
         "flops": reply.spend.total_flops,
-        "expected_flops": float(d.total_flops),
-        "expected_accuracy": float(d.accuracy),
-        "ci": [float(d.ci_lo), float(d.ci_hi)],
+        "expected_flops": None if off else float(d.total_flops),
+        "expected_accuracy": None if off else float(d.accuracy),
+        "ci": None if off else [float(d.ci_lo), float(d.ci_hi)],
+        "off_policy": off,
         "policy": {"id": policy_id, "version": version, "label": label},
         "answer": reply.answer,
-        "probe": {
-            "scores": reply.probe_scores,
-            "answers": reply.probe_answers,
-            "gen_tokens": reply.probe_tokens,
-        },
+        "probe": probe,
         "usage": reply.spend.as_dict(),
     }
 
 
 def headers(ttc: dict[str, Any]) -> dict[str, str]:
-    return {
-        "x-ttc-bin": str(ttc["bin"]),
+    out = {
+        "x-ttc-bin": "none" if ttc["bin"] is None else str(ttc["bin"]),
         "x-ttc-strategy": ttc["strategy"],
         "x-ttc-config": ttc["config"],
         "x-ttc-budget": f"{ttc['budget']:g}",
         "x-ttc-flops": f"{ttc['flops']:.6e}",
         "x-ttc-policy": ttc["policy"]["label"],
     }
+    if ttc["off_policy"]:
+        out["x-ttc-off-policy"] = ttc["off_policy"]
+    return out
 
 
 def response(reply: Reply, model: str, chat: bool, ttc: dict[str, Any]) -> dict[str, Any]:

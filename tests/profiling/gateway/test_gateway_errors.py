@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from gateway_support import ServerThread
+from gateway_support import ServerThread, metric
 from openai import AuthenticationError, OpenAI
 
 from planner.policy import Policy
@@ -67,10 +67,38 @@ def test_each_error_then_a_good_request(server, policy_file) -> None:
         _error(post("/v1/completions", json={"model": "policy", "prompt": "x" * 5000}), 413)
         _error(post("/v1/completions", json=[1, 2]), 400)
         _good(c)
+        # budgets must be finite numbers
+        for model in ("policy@nan", "policy@inf", "policy@-inf"):
+            assert _error(post("/v1/completions", json={"model": model, "prompt": "x"}), 400)
+        raw = b'{"model": "policy", "prompt": "x", "ttc_budget": NaN}'
+        assert _error(post("/v1/completions", content=raw), 400)["param"] == "ttc_budget"
+        _good(c)
+        # a prompt the model's context cannot hold with what the policy generates after it
+        before = c.get("/metrics").text
+        err = _error(post("/v1/completions", json={"model": "policy", "prompt": "1+" * 1200}), 400)
+        assert err["code"] == "context_length_exceeded" and err["param"] == "prompt"
+        chat = {"model": "policy", "messages": [{"role": "user", "content": "1+" * 1200}]}
+        assert _error(post("/v1/chat/completions", json=chat), 400)["param"] == "messages"
+        after = c.get("/metrics").text
+        assert _tokens(after) == _tokens(before)  # refused before any forward
+        _good(c)
+        # unknown routes, in the OpenAI shape
+        assert _error(c.get("/v1/engines"), 404)["message"].startswith("Invalid URL")
+        assert _error(post("/healthz"), 405)
+        # a cap below the policy's max_new_tokens: served, marked, without a promise
         r = post("/v1/completions", json={"model": "policy", "prompt": PROMPT, "max_tokens": 3})
-        assert r.status_code == 200 and r.json()["ttc"]["usage"]["probe_tokens"] <= 3 * 4
+        ttc = r.json()["ttc"]
+        assert r.status_code == 200 and ttc["usage"]["probe_tokens"] <= 3 * 4
+        assert ttc["off_policy"] and r.headers["x-ttc-off-policy"] == ttc["off_policy"]
+        assert ttc["expected_accuracy"] is None and ttc["ci"] is None
+        r = post("/v1/completions", json={"model": "policy", "prompt": PROMPT, "max_tokens": 512})
+        assert r.json()["ttc"]["off_policy"] is None and "x-ttc-off-policy" not in r.headers
         metrics = c.get("/metrics").text
     assert 'status="400"' in metrics and 'status="404"' in metrics and 'status="413"' in metrics
+
+
+def _tokens(metrics: str) -> float:
+    return metric(metrics, "ttc_tokens_total")
 
 
 def test_the_api_key_guards_every_route_but_healthz(engine, served_policy) -> None:
@@ -91,16 +119,21 @@ def test_the_api_key_guards_every_route_but_healthz(engine, served_policy) -> No
             OpenAI(base_url=f"{s.url}/v1", api_key="wrong").models.list()
 
 
-def test_upstream_failures_map_to_502_and_504() -> None:
+def test_upstream_failures_map_to_502_and_504_without_internals() -> None:
     req = httpx.Request("POST", "http://127.0.0.1:9/v1/completions")
     try:
         raise RuntimeError("sampling failed") from httpx.ConnectError("refused", request=req)
     except RuntimeError as exc:
-        assert upstream_error(exc).status == 502
+        err = upstream_error(exc, "req-1", "probe")
+        assert err.status == 502 and "req-1" in err.message and "127.0.0.1" not in err.message
     try:
         raise RuntimeError("sampling failed") from httpx.ReadTimeout("slow", request=req)
     except RuntimeError as exc:
-        assert upstream_error(exc).status == 504
-    assert upstream_error(ConnectionRefusedError()).status == 502
-    assert upstream_error(TimeoutError()).status == 504
-    assert upstream_error(ValueError("bug")).status == 500
+        assert upstream_error(exc, "req-2").status == 504
+    assert upstream_error(ConnectionRefusedError(), "r").status == 502
+    assert upstream_error(TimeoutError(), "r").status == 504
+    bug = upstream_error(ValueError("beam: unknown config keys ['x']"), "req-3", "strategy")
+    assert (
+        bug.status == 500
+        and bug.message == "running the decided strategy failed (request id req-3)"
+    )
