@@ -154,9 +154,10 @@ def few_shot(url: str, args: argparse.Namespace, model_dir: Path) -> PromptTempl
     pools = plain.sample(
         [plain.prompt_ids(p) for p in others], 1, max_new_tokens=64, temperature=0.0
     )
-    shots = tuple(
-        (p.prompt, plain.decode(pool[0].token_ids)) for p, pool in zip(others, pools, strict=True)
-    )
+    # each shot's text without the eos that ended it (decoded text keeps special tokens)
+    answers = [pool[0] for pool in pools]
+    ids = [g.token_ids[:-1] if g.finish == "eos" else g.token_ids for g in answers]
+    shots = tuple((p.prompt, plain.decode(a)) for p, a in zip(others, ids, strict=True))
     plain.client.close()
     return PromptTemplate(few_shot=shots)
 

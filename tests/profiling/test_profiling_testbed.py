@@ -13,6 +13,7 @@ import pytest
 from profiling_tiny import single_thread  # noqa: F401  (autouse fixture)
 
 import profiling
+from models.decoding import Generation
 from planner.tables import SAMPLES, validate
 
 pytestmark = pytest.mark.slow
@@ -39,6 +40,11 @@ def tb(quick_testbed):
     }
 
 
+def _answer(g: Generation) -> list[int]:
+    """An answer's tokens without the eos that ended it (decoded text keeps special tokens)."""
+    return g.token_ids[:-1] if g.finish == "eos" else g.token_ids
+
+
 def test_adapters_agree_with_the_testbed_verifiers(tb) -> None:
     from models.testbed.verifiers import likelihood_line_scores, prm_line_scores
 
@@ -58,7 +64,7 @@ def test_adapters_agree_with_the_testbed_verifiers(tb) -> None:
     questions, texts = [], []
     for p, pool in zip(problems, pools, strict=True):
         for g in pool:
-            text = backend.decode(g.token_ids)
+            text = backend.decode(_answer(g))
             # the testbed's reference drops blank lines and a final newline; compare the rest
             if (
                 "\n\n" not in text
@@ -77,7 +83,7 @@ def test_adapters_agree_with_the_testbed_verifiers(tb) -> None:
     i = 0
     for p, pool in zip(problems, pools, strict=True):
         for pos, g in enumerate(pool):
-            text = backend.decode(g.token_ids)
+            text = backend.decode(_answer(g))
             if text not in texts[i : i + 1]:
                 continue
             assert got[("prm:prm", p.problem_id, pos)] == pytest.approx(ref_prm[i], abs=1e-4)
