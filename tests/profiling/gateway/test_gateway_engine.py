@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 import pytest
+from gateway_support import metric
 
 from planner.policy import Policy
 from planner.tables import canonical_config
@@ -98,3 +99,41 @@ def test_the_readme_client_example_runs(server) -> None:
     assert len(lines) >= 3 and "policy@" in lines[-1]
     bin_, strategy, flops = lines[-2].split()
     assert int(bin_) >= 1 and strategy and float(flops) > 0
+
+
+@pytest.mark.slow
+def test_a_budget_that_needs_no_probes_skips_them(engine, policy_file, server) -> None:
+    """At a budget whose decisions have `probe: false` (the same option in every bin) the engine
+    runs that option without the probe forward: bin None, no probe cost; through the app the
+    bin header says "none" and the metrics label the bin "none"."""
+    import httpx
+
+    doc = json.loads(policy_file.read_text())
+    top = max(doc["budgets"])
+    at_top = [d for d in doc["decisions"] if d["budget"] == top]
+    one = at_top[0]
+    for d in at_top:
+        d.update({k: one[k] for k in ("strategy", "config", "option_budget")}, probe=False)
+        d["probe_reused"] = False
+    policy = Policy.from_dict(doc, "unprobed at the top budget")
+    low = float(doc["budgets"][0])
+    replies = engine.run(policy, [Ask("Q: 2+2\n", top), Ask("Q: 3+3\n", low), Ask("Q: 1+5\n", top)])
+    for r in (replies[0], replies[2]):
+        assert r.decision.bin is None and not r.decision.probe and r.probe_scores is None
+        assert (
+            r.spend.probe_tokens == 0 and r.spend.probe_flops == 0 and r.spend.candidate_tokens > 0
+        )
+        assert r.decision.strategy == one["strategy"]
+    assert replies[1].decision.bin is not None and replies[1].spend.probe_tokens > 0
+    # through the app: a policy file with the unprobed budget
+    path = server.gateway.policy_path
+    Path(path).write_text(json.dumps(doc))
+    with httpx.Client(base_url=server.url, timeout=120) as c:
+        assert c.post("/admin/reload").status_code == 200
+        r = c.post("/v1/completions", json={"model": f"policy@{top:g}", "prompt": "Q: 2+2\n"})
+        metrics = c.get("/metrics").text
+    assert r.status_code == 200 and r.headers["x-ttc-bin"] == "none"
+    ttc = r.json()["ttc"]
+    assert ttc["bin"] is None and ttc["probe"] is None and ttc["usage"]["probe_tokens"] == 0
+    labels = {"route": "/v1/completions", "bin": "none", "status": "200"}
+    assert metric(metrics, "ttc_requests_total", strategy=one["strategy"], **labels) == 1
