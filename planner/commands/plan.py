@@ -65,6 +65,17 @@ def render_summary(summary: dict) -> str:
                 f"  {bs:>10}: {100 * g['mean']:+5.1f} [{100 * g['ci_lo']:+5.1f}, "
                 f"{100 * g['ci_hi']:+5.1f}]"
             )
+    dropped = summary.get("dropped_by_strategy") or {}
+    if dropped:
+        lines.append("")
+        lines.append(
+            f"left out: {summary['dropped_incomplete_options']} options measured on fewer than "
+            f"the plan's {summary['problems']} problems (options are compared on the same "
+            "problems only; an adaptive profile stops those that cannot win): "
+            + ", ".join(
+                f"{s} ({d['options']}, on at most {d['problems']})" for s, d in dropped.items()
+            )
+        )
     lines.append("")
     lines.append("compute-optimal choice per bin (bin 1 = easiest) at the largest budget:")
     method = (summary.get("expected_accuracy") or {}).get("method", "K-fold")

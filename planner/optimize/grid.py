@@ -78,6 +78,9 @@ class Grid:
     methods: dict[str, np.ndarray]  # baseline name -> mask over options
     ref_verifier: str | None
     dropped: int  # options not measured on every problem
+    # Per strategy of the dropped options: how many, and on how many problems the most measured
+    # of them was (an adaptive profile stops options that cannot win after a first slice).
+    dropped_by_strategy: dict[str, dict[str, int]] | None = None
 
 
 def build_grid(profile: pd.DataFrame, problems: pd.DataFrame, opts: PlanOptions) -> Grid:
@@ -112,6 +115,12 @@ def build_grid(profile: pd.DataFrame, problems: pd.DataFrame, opts: PlanOptions)
     tokens[prow, ocol] = profile["tokens"].to_numpy(float)
 
     complete = ~np.isnan(acc).any(axis=0)
+    measured = (~np.isnan(acc)).sum(axis=0)
+    dropped_by: dict[str, dict[str, int]] = {}
+    for j in np.flatnonzero(~complete):
+        entry = dropped_by.setdefault(str(options.at[j, "strategy"]), {"options": 0, "problems": 0})
+        entry["options"] += 1
+        entry["problems"] = max(entry["problems"], int(measured[j]))
     options = options[complete].reset_index(drop=True)
     acc, flops, tokens = acc[:, complete], flops[:, complete], tokens[:, complete]
     if options.empty:
@@ -157,4 +166,5 @@ def build_grid(profile: pd.DataFrame, problems: pd.DataFrame, opts: PlanOptions)
         methods=methods,
         ref_verifier=ref_verifier,
         dropped=int((~complete).sum()),
+        dropped_by_strategy=dict(sorted(dropped_by.items())),
     )

@@ -218,6 +218,9 @@ def plan_summary(
         "problems": len(g.pids),
         "options": len(g.options),
         "dropped_incomplete_options": g.dropped,
+        # Options are compared only on problems all of them were measured on: the ones measured
+        # on fewer (stopped by adaptive profiling, or a partial sweep) are left out, and said so.
+        "dropped_by_strategy": g.dropped_by_strategy or {},
         "reference": ref_key,
         "ci": opts.ci,
         "ci_method": "bootstrap" if opts.n_boot else "normal",
