@@ -12,10 +12,8 @@ directory that `reports.build.build_report` reads.
 - `profile/`: the fit half's curves with k = 4 probes and the cross-fitted difficulty predictor;
 - `plan/`: the compute-optimal plan on predicted bins (probe cost charged, two-fold CV);
 - `policy.json` and `evaluation.json`: the exported policy and its check on the held-out half;
-- `hardware/this-machine.json`: this CPU as `ttc calibrate` measures it;
-- `model.json`: the policy model's shapes and parameter count as a model data row (what the cost
-  figure needs), so the run directory is self-contained and holds no path of this machine;
-- `report.json`: the report's settings (M, R values, hardware, SLO); no wall time;
+- `hardware/this-machine.json`, `model.json`, `report.json`: what the report needs beside the
+  tables (`profiling.demo_context`);
 - `demo.json`: the hashes of the two sample tables and the settings the later stages used (a
   change rebuilds every stage after the sweeps).
 
@@ -36,7 +34,6 @@ from typing import Any
 import numpy as np
 from planner.data import shipped_dir
 
-from planner.costs.modelspec import read_hf_config
 from planner.errors import PlannerError
 from planner.tables import (
     PROBLEMS,
@@ -52,13 +49,13 @@ from planner.tables import (
     write_table,
 )
 from planner.timings import about, profiling_s
+from profiling.demo_context import dumps as _dumps
+from profiling.demo_context import write_report_context
 from profiling.sweep.config import RunConfig, StrategySpec, load_config
 
 POLICY_CONFIG = "demo.toml"
 LARGE_CONFIG = "demo-large.toml"
-RATIOS = (0.16, 0.79, 22.0)
 PROBE_K = 4
-SLO_S = 10.0
 SCALES = ("default", "paper")
 
 
@@ -245,18 +242,6 @@ def _plan(profile_dir: Path, out: Path, s: DemoSettings, seed: int) -> dict[str,
     return res.summary
 
 
-def _dumps(doc: Any) -> str:
-    return json.dumps(doc, sort_keys=True, indent=2, allow_nan=False, default=_plain) + "\n"
-
-
-def _plain(x: Any) -> Any:
-    if isinstance(x, np.generic):
-        return x.item()
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
-
-
 def _policy(out: Path, heldout: Path, s: DemoSettings, seed: int) -> dict[str, Any]:
     from planner.policy import Policy, dumps_policy
     from planner.policy.build import build_policy
@@ -271,21 +256,6 @@ def _policy(out: Path, heldout: Path, s: DemoSettings, seed: int) -> dict[str, A
     res = evaluate_policy(Policy.load(policy_file), samples, n_boot=s.n_boot, seed=seed)
     atomic_write_text(eval_file, _dumps(res))
     return res
-
-
-def _calibrate(out: Path) -> str:
-    """This CPU's profile (one thread, as the sweep runs), measured once per run directory."""
-    from planner.costs import hardware_from_json
-    from profiling.calibrate import calibrate
-
-    rel = "hardware/this-machine.json"
-    if not (out / rel).is_file():
-        doc = calibrate(name="this-machine", size=512, mbytes=64, repeats=3, threads=1)
-        doc_dir = out / "hardware"
-        doc_dir.mkdir(parents=True, exist_ok=True)
-        hardware_from_json(doc, str(out / rel))  # validate before writing
-        atomic_write_text(out / rel, _dumps(doc))
-    return rel
 
 
 def run_demo(
@@ -334,20 +304,9 @@ def run_demo(
     log("[5/6] exporting the policy and evaluating it on the held-out half")
     evaluation = _policy(out, out / "heldout" / "samples", settings, seed)
 
-    policy_params = _params(out / "samples")
-    large_params = _params(out / "large" / "samples")
-    m = large_params / policy_params if policy_params else float("nan")
-    context: dict[str, Any] = {
-        "model_multiplier": round(m, 4),
-        "ratios": list(RATIOS),
-        "model": _write_model_row(Path(resolved.model.path), out),
-        "hardware": ["h100-sxm"],
-        "slo_s": SLO_S,
-    }
     if settings.calibrate:
         log("[6/6] calibrating this machine's CPU (ttc calibrate) for the cost figure")
-        context["cpu_hardware"] = _calibrate(out)
-    atomic_write_text(out / "report.json", _dumps(context))
+    m = write_report_context(out, Path(resolved.model.path), settings.calibrate)
     return DemoResult(
         out=out,
         problems=n,
@@ -409,23 +368,3 @@ def _testbed_scale(testbed: str, progress: bool) -> str | None:
         return None  # resolve names the problem
     scale = "quick" if manifest.get("quick") else manifest.get("scale")
     return scale if scale in SCALES or scale == "quick" else None
-
-
-def _write_model_row(model_dir: Path, out: Path) -> str:
-    """`out/model.json`: the served model as a data row (`ttc cost --model` reads it), written
-    from its config.json and safetensors headers; returns its path relative to `out`."""
-    spec = read_hf_config(model_dir, name="testbed-policy")
-    config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
-    row = {
-        "name": spec.name,
-        "config_source": "config.json of the testbed's policy (ttc testbed train)",
-        "n_params": {"value": spec.n_params, "source": "safetensors headers of the checkpoint"},
-        "config": config,
-    }
-    atomic_write_text(out / "model.json", _dumps(row))
-    return "model.json"
-
-
-def _params(samples_dir: Path) -> float:
-    _, meta = read_samples(samples_dir)
-    return float(meta.get("model_params") or 0.0)

@@ -11,7 +11,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from models.testbed.task import DEFAULT_LEVELS, format_prompt, sample_problem
 from models.testbed.tokenizer import CharCodec
+from planner.progress import progress as report
 
 MAX_POSITIONS = 1024
 PACK_EXAMPLES = 4  # examples per row of `packed_batch`
@@ -256,26 +257,27 @@ def train_loop(
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         start, tokens, seconds = state["step"], state["tokens"], state["seconds"]
-    bar = _progress(range(start, spec.steps), desc, progress, initial=start, total=spec.steps)
     t0 = time.perf_counter()
     model.train()
-    for step in bar:
-        if threads_from is not None and step == max(start, threads_from[0]):
-            torch.set_num_threads(threads_from[1])
-        for group in opt.param_groups:
-            group["lr"] = _lr_at(step, spec)
-        loss, n_tok = loss_fn(model, step)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        tokens += n_tok
-        last_loss = float(loss.detach())
-        if progress and hasattr(bar, "set_postfix"):
+    # A bar on a terminal; off one, a line at most every 30 s (steps, elapsed, time left).
+    with report(desc, spec.steps, initial=start, enabled=progress, leave=True) as bar:
+        for step in range(start, spec.steps):
+            if threads_from is not None and step == max(start, threads_from[0]):
+                torch.set_num_threads(threads_from[1])
+            for group in opt.param_groups:
+                group["lr"] = _lr_at(step, spec)
+            loss, n_tok = loss_fn(model, step)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            tokens += n_tok
+            last_loss = float(loss.detach())
             bar.set_postfix(loss=f"{last_loss:.3f}", refresh=False)
-        done = step + 1
-        if done % ckpt_every == 0 and done < spec.steps:
-            _save_ckpt(ckpt_path, model, opt, done, tokens, seconds + time.perf_counter() - t0)
+            bar.update(1)
+            done = step + 1
+            if done % ckpt_every == 0 and done < spec.steps:
+                _save_ckpt(ckpt_path, model, opt, done, tokens, seconds + time.perf_counter() - t0)
     model.eval()
     return {
         "train_steps": spec.steps,
@@ -306,16 +308,6 @@ def _save_ckpt(
         tmp,
     )
     os.replace(tmp, path)
-
-
-def _progress(
-    it: range, desc: str, enabled: bool, initial: int, total: int
-) -> Iterator[int] | range:
-    if not enabled:
-        return it
-    from tqdm.auto import tqdm
-
-    return tqdm(it, desc=desc, initial=initial, total=total, leave=True, dynamic_ncols=True)
 
 
 def pretrain(

@@ -52,6 +52,7 @@ from models.testbed.prm_train import (
 from models.testbed.settings import PRMSpec, TestbedSettings
 from models.testbed.tokenizer import STEP_TAG, CharCodec
 from models.testbed.verifiers import completion_lines, prm_line_scores
+from planner.progress import progress as report
 
 PRM_SEED_OFFSET = 2_000_003
 
@@ -127,47 +128,54 @@ def rollout_labels(
             item = solution_item(p, c)
             if item is not None:
                 items.append(item)
-    if progress:
-        print(f"[prm] rollouts from {len(items)} solutions", flush=True)
     t0 = time.perf_counter()
     n_rollouts = rollout_tokens = dead = 0
     alive = list(range(len(items)))
     max_new = max_new_tokens_for(problems)
-    for j in range(max((it["n_steps"] for it in items), default=0)):
-        todo = [i for i in alive if j < items[i]["n_steps"]]
-        if not todo:
-            break
-        prompts = []
-        for i in todo:
-            it = items[i]
-            prefix = (
-                task.format_prompt(it["question"])
-                + task.STEP_DELIMITER.join(it["lines"][: j + 1])
-                + task.STEP_DELIMITER
+    # Units: solution steps to label (a dead prefix's later steps count as labelled at once).
+    with report(
+        f"PRM labels: rollouts from {len(items):,} solutions",
+        sum(it["n_steps"] for it in items),
+        unit="steps",
+        enabled=progress,
+    ) as bar:
+        for j in range(max((it["n_steps"] for it in items), default=0)):
+            todo = [i for i in alive if j < items[i]["n_steps"]]
+            if not todo:
+                break
+            prompts = []
+            for i in todo:
+                it = items[i]
+                prefix = (
+                    task.format_prompt(it["question"])
+                    + task.STEP_DELIMITER.join(it["lines"][: j + 1])
+                    + task.STEP_DELIMITER
+                )
+                prompts += [[codec.bos_id, *codec.encode(prefix)]] * spec.rollouts
+            gens = sample_chunked(
+                policy,
+                prompts,
+                max_new_tokens=max_new,
+                temperature=1.0,
+                eos_token_id=codec.eos_id,
+                pad_token_id=codec.pad_id,
+                seed=seed + 1 + 1000 * j,
             )
-            prompts += [[codec.bos_id, *codec.encode(prefix)]] * spec.rollouts
-        gens = sample_chunked(
-            policy,
-            prompts,
-            max_new_tokens=max_new,
-            temperature=1.0,
-            eos_token_id=codec.eos_id,
-            pad_token_id=codec.pad_id,
-            seed=seed + 1 + 1000 * j,
-        )
-        n_rollouts += len(gens)
-        rollout_tokens += sum(len(g.token_ids) for g in gens)
-        alive = []
-        for k, i in enumerate(todo):
-            hits = sum(
-                task.is_correct(codec.decode(g.token_ids), items[i]["answer"])
-                for g in gens[k * spec.rollouts : (k + 1) * spec.rollouts]
-            )
-            items[i]["labels"][j] = hits / spec.rollouts
-            if hits or not spec.stop_dead:
-                alive.append(i)
-            else:
-                dead += items[i]["n_steps"] - j - 1
+            n_rollouts += len(gens)
+            rollout_tokens += sum(len(g.token_ids) for g in gens)
+            alive = []
+            for k, i in enumerate(todo):
+                hits = sum(
+                    task.is_correct(codec.decode(g.token_ids), items[i]["answer"])
+                    for g in gens[k * spec.rollouts : (k + 1) * spec.rollouts]
+                )
+                items[i]["labels"][j] = hits / spec.rollouts
+                if hits or not spec.stop_dead:
+                    alive.append(i)
+                else:
+                    dead += items[i]["n_steps"] - j - 1
+                    bar.update(items[i]["n_steps"] - j - 1)  # labelled 0 without rollouts
+            bar.update(len(todo))
     for it in items:
         del it["n_steps"]
     seconds = time.perf_counter() - t0

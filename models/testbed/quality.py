@@ -32,6 +32,7 @@ from models.testbed.task import TestbedProblem
 from models.testbed.tokenizer import CharCodec
 from models.testbed.verifiers import likelihood_line_scores, min_score, prm_line_scores
 from planner.estimate.closed_form import pass_at_k
+from planner.progress import say
 
 EVAL_SEED_OFFSET = 1_000_003  # evaluation problems never overlap the training streams' seeds
 
@@ -242,12 +243,12 @@ def evaluate_run(
     """Every quality figure for models in `dirs` (name -> HF model dir)."""
     models = {n: load_hf_model(Path(d)) for n, d in dirs.items()}
     problems = eval_problems(seed, problems_per_level, levels)
-    log = print if progress else (lambda *a, **kw: None)
-    log("[quality] sampling the policy", flush=True)
+    log = say if progress else (lambda text: None)
+    log(f"[quality] sampling the policy: {samples} answers to each of {len(problems)} problems")
     pol_c, pol_t = sample_completions(models["policy"], problems, samples, seed)
-    log("[quality] sampling the larger LM", flush=True)
+    log("[quality] sampling the larger LM")
     big_c, big_t = sample_completions(models["large"], problems, samples, seed + 1)
-    log("[quality] scoring", flush=True)
+    log("[quality] scoring the policy's answers with each verifier")
     vt = _verifier_table(models["large"], models.get("prm"), problems, pol_c)
     out = {
         "eval_seed": seed + EVAL_SEED_OFFSET,
@@ -265,7 +266,7 @@ def evaluate_run(
         ),
     }
     if "reviser" in models:
-        log("[quality] revision chains", flush=True)
+        log("[quality] revision chains")
         out["reviser"] = evaluate_reviser(
             models["reviser"],
             problems,

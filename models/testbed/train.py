@@ -30,11 +30,19 @@ import torch
 
 from models.testbed import task
 from models.testbed.prm import prepare_labels
-from models.testbed.settings import PAPER_RECIPE, STAGE_VERSIONS, TestbedSettings
+from models.testbed.settings import (
+    DEFAULT_PRM_RECIPE,
+    PAPER_RECIPE,
+    STAGE_VERSIONS,
+    TestbedSettings,
+)
 from models.testbed.stages import STAGES
 from models.testbed.tokenizer import BAD_TOKEN, GOOD_TOKEN, STEP_TAG
 from planner.errors import PlannerError
+from planner.progress import progress as report
+from planner.progress import say
 from planner.tables.fsutil import atomic_write_text, ensure_writable_dir
+from planner.timings import TESTBED, about
 
 MODEL_DIRS = ("policy", "large", "prm", "reviser")
 MANIFEST = "manifest.json"
@@ -93,9 +101,12 @@ def _run_stage_locked(
     if stage_tmp.exists():
         shutil.rmtree(stage_tmp)
     stage_tmp.mkdir(parents=True)
+    name = key.rsplit("-", 1)[0]
     if progress:
-        print(f"[testbed] {key}", flush=True)
-    record = fn(work, stage_tmp)
+        say(f"[testbed] stage {name}: started (cache key {key})")
+    # Off a terminal, a line every 30 s while the stage's loops are between bars (sampling).
+    with report(f"testbed {name}", enabled=progress):
+        record = fn(work, stage_tmp)
     (stage_tmp / "record.json").write_text(json.dumps(record, sort_keys=True, indent=2))
     if final.exists():
         shutil.rmtree(final)
@@ -131,8 +142,24 @@ def ensure_testbed(
     with _locked(root / "locks" / f"{settings.run_key()}.lock"):
         if (run_dir / MANIFEST).exists():
             return run_dir
+        if progress:
+            say(first_run_line(settings, root))
         _train_into(settings, root, run_dir, progress)
     return run_dir
+
+
+def first_run_line(settings: TestbedSettings, root: Path) -> str:
+    """What a first run says before it trains: what, how long it took when measured, where the
+    models go, and that later runs reuse them."""
+    name = "quick" if settings.quick else settings.scale
+    took = TESTBED[name].call_s
+    other = settings.prm_recipe != DEFAULT_PRM_RECIPE[name]
+    recipe = f" with the PRM recipe {settings.prm_recipe}" if other else ""
+    return (
+        f"[testbed] training the {name} testbed{recipe} once, into the cache {root} "
+        f"(from an empty cache this took {about(took)} on 2 CPU cores; stages already in the "
+        "cache are reused, and so is the whole testbed by every later run)"
+    )
 
 
 def _train_into(settings: TestbedSettings, root: Path, run_dir: Path, progress: bool) -> None:
@@ -191,7 +218,8 @@ def _run_stages(
         with _locked(root / "locks" / f"{prm_key}.lock"):
             work = root / "work" / prm_key
             work.mkdir(parents=True, exist_ok=True)
-            prepare_labels(settings, work, dirs, progress)
+            with report("testbed PRM labels", enabled=progress):
+                prepare_labels(settings, work, dirs, progress)
     if child is not None:
         # The child trained (or failed to train) the larger LM; if it failed, the stage runs
         # here (resuming from its checkpoint) and raises the real error if there is one.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from planner.commands.common import echo_json, handle_errors, json_option
+from planner.timings import TESTBED, about
 
 
 @click.group("testbed")
@@ -20,13 +21,19 @@ def testbed() -> None:
     type=click.Path(file_okay=False),
     help="Directory to receive policy/, large/, prm/, reviser/ and manifest.json.",
 )
-@click.option("--quick", is_flag=True, help="Small models for tests (about a minute on 2 cores).")
+@click.option(
+    "--quick",
+    is_flag=True,
+    help=f"Small models for tests (from an empty cache {about(TESTBED['quick'].call_s)} on 2 "
+    "cores).",
+)
 @click.option(
     "--scale",
     type=click.Choice(["default", "paper"]),
     default="default",
     show_default=True,
-    help="default: larger LM ~4x the policy; paper: ~13x, like the paper (several times longer).",
+    help=f"default: larger LM ~4x the policy ({about(TESTBED['default'].call_s)} from an empty "
+    f"cache on 2 cores); paper: ~13x, like the paper ({about(TESTBED['paper'].call_s)}).",
 )
 @click.option(
     "--seed",
@@ -45,7 +52,7 @@ def testbed() -> None:
     "surprise+deep2, surprise+rank+deep2, surprise+bce+rank+deep2 (README: Testbed). Each recipe "
     "is its own cached run.",
 )
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--quiet", is_flag=True, help="No progress bars or progress lines.")
 @json_option
 @handle_errors
 def train(

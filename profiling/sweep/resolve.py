@@ -10,7 +10,6 @@ config once, so a bad value fails before any model loads.
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ def _testbed_dir(cfg: RunConfig) -> Path | None:
             quick=quick,
             scale="default" if quick else cfg.testbed,
             seed=0,
-            progress=sys.stderr.isatty(),
+            progress=True,  # a bar on a terminal, else a line every 30 s: never silent
         )
     p = Path(cfg.testbed).expanduser()
     if not (p / "manifest.json").is_file():

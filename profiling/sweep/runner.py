@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ import pandas as pd
 from planner import __version__
 from planner.errors import PlannerError
 from planner.estimate.difficulty import build_problems
+from planner.progress import progress as report
 from planner.tables import (
     PROBLEMS,
     PROBLEMS_FILE,
@@ -186,8 +186,6 @@ def run_sweep(
         **_versions(),
     }
 
-    from tqdm.auto import tqdm
-
     # Models load before anything is written, so a model that fails to load leaves no trace.
     executor: Executor | None = (
         EXECUTOR_TYPES[cfg.executor](cfg, ps.grader_name) if pending else None
@@ -203,14 +201,13 @@ def run_sweep(
         )
 
     # Rate and ETA count problem x strategy-config pairs (a shard updates as each problem ends).
-    bar = tqdm(
-        total=total,
+    # A bar on a terminal; off one, a line at most every 30 s.
+    bar = report(
+        "ttc profile",
+        total,
         initial=done_problems,
-        unit="problem-config",
-        desc="ttc profile",
-        disable=not progress,
-        file=sys.stderr,
-        dynamic_ncols=True,
+        unit="problem-configs",
+        enabled=progress,
         smoothing=0.1,
     )
     try:
