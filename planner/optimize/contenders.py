@@ -1,13 +1,16 @@
 """Which options can still win: the test adaptive profiling runs between its rounds.
 
-An option can still win at budget t in a group of problems (a difficulty bin, or all problems:
-the single option for every prompt) when its upper confidence bound reaches the best lower bound
-among the options that cost no more: UCB_j = mean_j + z se_j >= max over i with cost_i <= cost_j
-of (mean_i - z se_i). Checking at t = cost_j suffices, since a larger budget only adds rivals.
-An option that can win nowhere (no bin, nor all problems together) is dominated with confidence
-and need not be profiled further: successive elimination on confidence bounds, applied to the
-plan's own question. Bounds use the standard error over problems of each option's expected
-accuracy; z trades savings against the risk of dropping an option that would have won.
+An option can still win in a group of problems (a difficulty bin, or all problems: the single
+option for every prompt) when its upper confidence bound is above the best lower bound among the
+other options that cost no more: mean_j + z se_j > max over i != j with cost_i <= cost_j of
+(mean_i - z se_i). Checking at its own cost suffices, since a larger budget only adds rivals.
+The option the plan would pick today at each budget (the most accurate within it, ties to the
+first in the plan's order of cost and name) always stays, so a group where every option fails
+keeps its cheapest option only. An option that can win nowhere (no bin, nor all problems
+together) is dominated with confidence and need not be profiled further: successive elimination
+on confidence bounds, applied to the plan's own question. Bounds use the standard error over
+problems of each option's expected accuracy; z trades savings against the risk of dropping an
+option that would have won.
 """
 
 from __future__ import annotations
@@ -23,13 +26,10 @@ OPTION_KEY = ["strategy", "config", "budget"]
 
 
 def _bounds(acc: np.ndarray, z: float) -> tuple[np.ndarray, np.ndarray]:
-    """Lower and upper bounds of each column's mean over rows."""
+    """Lower and upper bounds of each column's mean over rows (mean -/+ z standard errors)."""
     n = acc.shape[0]
     mean = acc.mean(axis=0)
     se = acc.std(axis=0, ddof=1) / np.sqrt(n) if n >= 2 else np.full_like(mean, np.inf)
-    # A column with no spread on a few problems is not known exactly: at least the
-    # Bernoulli-worst 0.5/sqrt(n), so that two perfect options on 8 problems are not split.
-    se = np.maximum(se, 0.5 / np.sqrt(max(n, 1)))
     return mean - z * se, mean + z * se
 
 
@@ -56,18 +56,30 @@ def contenders(
     groups = [("all", np.ones(len(bins), bool))] + [
         (f"bin {int(b)}", bins == b) for b in sorted(set(bins.tolist()))
     ]
-    order = np.argsort(cost, kind="stable")
-    cs = cost[order]
-    last = np.searchsorted(cs, cs * (1 + 1e-9), side="right") - 1
+    # The plan's order: by cost, then strategy and config; ties go to the first.
+    order = np.lexsort((keys["config"].to_numpy(), keys["strategy"].to_numpy(), cost))
+    rank = np.empty(len(cost), np.int64)
+    rank[order] = np.arange(len(cost))
     where = np.full(len(cost), "", dtype=object)
     for name, rows in groups:
         if rows.sum() == 0:
             continue
         lo, hi = _bounds(acc[rows], z)
-        # The best lower bound among options that cost no more (equal cost included).
-        best_lo = np.maximum.accumulate(lo[order])[last]
-        ok = np.empty(len(cost), bool)
-        ok[order] = hi[order] >= best_lo - 1e-12
+        # An option must beat, strictly, the best lower bound among the options that cost no
+        # more (itself excepted): where every option fails (or every one succeeds) nothing is
+        # beaten, and only the group's winner in the plan's order (the cheapest) is kept.
+        beaten = np.empty(len(cost), bool)
+        for j in range(len(cost)):
+            rivals = (cost <= cost[j] * (1 + 1e-9)) & (np.arange(len(cost)) != j)
+            beaten[j] = not rivals.any() or hi[j] > lo[rivals].max() + 1e-12
+        mean = acc[rows].mean(axis=0)
+        # At every budget, the option the plan would pick there today stays.
+        winner = np.zeros(len(cost), bool)
+        for c in np.unique(cost):
+            elig = np.flatnonzero(cost <= c * (1 + 1e-9))
+            top = mean[elig].max()
+            winner[min(elig[mean[elig] >= top - 1e-12], key=lambda j: rank[j])] = True
+        ok = beaten | winner
         where = np.where((where == "") & ok, name, where)
     out = keys.copy()
     out["mean"] = acc.mean(axis=0)

@@ -36,6 +36,9 @@ Format (every key optional unless marked; see data/configs/*.toml)::
     n = [4, 16]
     m = 4
 
+    [adaptive]               # optional: see profiling.sweep.adaptive
+    first = 32               # every config on the first 32 problems, then only those that can win
+
 Unknown sections, keys or strategies raise `PlannerError` naming the file and listing what is known
 (a strategy's keys are its config class's fields, `profiling.strategies.STRATEGIES`).
 """
@@ -52,6 +55,7 @@ from typing import Any
 
 from planner.errors import PlannerError
 from planner.strategies import CHAINS, SEARCH
+from profiling.sweep.adaptive import AdaptiveSpec
 from profiling.sweep.datasets import DataSpec
 from profiling.sweep.specs import (  # noqa: F401 (the run config's tables, re-exported)
     BACKENDS,
@@ -149,6 +153,10 @@ class RunConfig:
         default=1,
         metadata={"flag": "--threads", "help": "torch CPU threads per worker (default 1)."},
     )
+    adaptive: AdaptiveSpec = field(
+        default_factory=AdaptiveSpec,
+        metadata=_doc("Adaptive profiling ([adaptive]; off unless first > 0)."),
+    )
 
     def __post_init__(self) -> None:
         if self.threads < 1:
@@ -189,6 +197,9 @@ class RunConfig:
         for k in ("executor", "workers", "address", "shard_size", "threads"):
             d.pop(k)
         d["strategies"] = [s.key for s in self.strategies]
+        if not self.adaptive.on:
+            # Runs made before adaptive profiling existed keep their fingerprint (and resume).
+            d.pop("adaptive")
         # where a server runs and how hard it is driven do not change what it samples, so a run
         # resumes against a restarted server on another port
         for table in (d["model"], d["reviser"], *d["verifiers"]):
@@ -202,7 +213,7 @@ _EXECUTION_MODEL_KEYS = ("base_url", "max_concurrency", "request_timeout")
 
 # The top-level keys of a run config: RunConfig's fields; all but these tables are scalars.
 TOP_KEYS = tuple(f.name for f in fields(RunConfig))
-TABLES = ("model", "reviser", "data", "verifiers", "strategies")
+TABLES = ("model", "reviser", "data", "verifiers", "strategies", "adaptive")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -295,6 +306,7 @@ def config_from_dict(raw: Mapping[str, Any], where: str = "<config>") -> RunConf
     model = _build(ModelConfig, raw["model"], "model", where)
     reviser = _build(ModelConfig, raw["reviser"], "reviser", where) if "reviser" in raw else None
     data = _build(DataSpec, raw.get("data", {}), "data", where)
+    adaptive = _build(AdaptiveSpec, raw.get("adaptive", {}), "adaptive", where)
     vraw = raw.get("verifiers", [])
     if not isinstance(vraw, list):
         raise PlannerError(f"{where}: verifiers must be an array of tables ([[verifiers]])")
@@ -323,6 +335,7 @@ def config_from_dict(raw: Mapping[str, Any], where: str = "<config>") -> RunConf
             data=data,
             verifiers=verifiers,
             reviser=reviser,
+            adaptive=adaptive,
             **top,
         )
     except (TypeError, ValueError) as exc:

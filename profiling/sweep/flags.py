@@ -23,7 +23,7 @@ from planner.errors import PlannerError
 from profiling.sweep.config import RunConfig
 
 # Tables of RunConfig whose fields each have a flag of their own.
-_FLAG_TABLES = ("model", "data")
+_FLAG_TABLES = ("model", "data", "adaptive")
 
 
 @dataclass(frozen=True)

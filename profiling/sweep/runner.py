@@ -41,6 +41,7 @@ from planner.tables import (
     read_table,
     write_table,
 )
+from profiling.sweep.adaptive import adaptive_metadata, run_rounds
 from profiling.sweep.config import RunConfig
 from profiling.sweep.datasets import ProblemSet, load_problems
 from profiling.sweep.pool_exec import PoolExecutor
@@ -215,7 +216,29 @@ def run_sweep(
         atomic_write_text(
             ck / RUN_FILE, json.dumps({"fingerprint": fp}, sort_keys=True, indent=2) + "\n"
         )
-        if executor is not None:
+        if cfg.adaptive.on:
+            # Rounds of problems; configs that can no longer win stop (profiling.sweep.adaptive).
+            metas: list[dict[str, Any]] = []
+
+            def run_units(todo: list[Unit]) -> None:
+                if todo and executor is not None:
+                    metas.append(executor.run(todo, save, bar))
+
+            rounds = run_rounds(
+                units,
+                cfg.adaptive,
+                cfg.shard_size,
+                cfg.seed,
+                lambda u: (ck / f"{u.name}.parquet").is_file(),
+                run_units,
+                lambda u: _read_checkpoint(ck / f"{u.name}.parquet"),
+            )
+            model_meta = metas[0] if metas else None
+            units = rounds.units
+            kept = {u.name for u in units}
+            pending = [u for u in pending if u.name in kept]
+            base_meta["adaptive"] = adaptive_metadata(cfg.adaptive, rounds.ends, rounds.stopped)
+        elif executor is not None:
             model_meta = executor.run(pending, save, bar)
     except BaseException:
         # Finished shards stay for --resume; a run that finished none leaves nothing behind.

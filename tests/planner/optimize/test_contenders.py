@@ -43,8 +43,11 @@ def test_a_dominated_option_stops_and_a_bin_specialist_does_not() -> None:
     assert out.loc["beam", "can_win"] and out.loc["beam", "where"] in ("all", "bin 2")
     maj = out.loc["sample"].set_index("budget")
     assert maj.loc[1.0, "can_win"] and maj.loc[1.0, "where"] == "all"  # the cheapest
-    # On a handful of problems nothing is known well enough to stop.
-    few = contenders(*_profile(4, 1), z=2.0)
-    assert few["can_win"].all()
+    # Wide enough bounds stop nothing.
+    assert contenders(prof, probs, z=50.0)["can_win"].all()
+    # Where every option fails (or every one succeeds) the cheapest is the one to keep.
+    flat = prof.assign(accuracy=0.0)
+    out = contenders(flat, probs, z=2.0)
+    assert out.loc[out["can_win"], "budget"].tolist() == [1.0]
     with pytest.raises(PlannerError):
         contenders(prof, probs, z=-1.0)

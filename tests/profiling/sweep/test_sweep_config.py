@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from planner.errors import PlannerError
+from profiling.sweep.adaptive import AdaptiveSpec
 from profiling.sweep.config import (
     ModelConfig,
     RunConfig,
@@ -71,7 +72,10 @@ def test_list_values_expand_into_a_grid(tmp_path: Path) -> None:
             BASE + "n_max = 3\n",
             "unknown key 'n_max' for strategy 'sample' (known: max_new_tokens, n, ",
         ),
-        (BASE.replace("seed = 3", "sed = 3"), "unknown key 'sed' (known: address, data, executor"),
+        (
+            BASE.replace("seed = 3", "sed = 3"),
+            "unknown key 'sed' (known: adaptive, address, data, executor",
+        ),
         (
             BASE.replace('source = "testbed"', 'sorce = "testbed"'),
             "unknown key 'sorce' in [data] (known: ",
@@ -161,10 +165,12 @@ def test_every_run_config_key_has_a_flag_and_help() -> None:
         assert ("model", f.name) in by_key
     for f in dataclasses.fields(DataSpec):
         assert ("data", f.name) in by_key
+    for f in dataclasses.fields(AdaptiveSpec):
+        assert ("adaptive", f.name) in by_key
     for f in dataclasses.fields(RunConfig):
-        if f.name not in ("model", "data"):
+        if f.name not in ("model", "data", "adaptive"):
             assert f.metadata["flag"] in {g.flag for g in flags}, f.name
-    for cls in (RunConfig, ModelConfig, DataSpec, VerifierSpec):
+    for cls in (RunConfig, ModelConfig, DataSpec, VerifierSpec, AdaptiveSpec):
         for f in dataclasses.fields(cls):
             assert f.metadata.get("help"), f"{cls.__name__}.{f.name} has no help"
     assert len({f.flag for f in flags}) == len(flags)
@@ -212,6 +218,11 @@ FLAG_VALUES = {
     "--workers": (5, 5),
     "--address": ("auto", "auto"),
     "--threads": (2, 2),
+    "--adaptive-first": (16, 16),
+    "--adaptive-growth": (3.0, 3.0),
+    "--adaptive-z": (1.5, 1.5),
+    "--adaptive-bins": (4, 4),
+    "--adaptive-mc-samples": (32, 32),
 }
 
 
