@@ -20,9 +20,10 @@
 `open_backend(base_url, served_model, model_config, *, max_concurrency=32, timeout_s=600.0,
 connect_timeout_s=10.0, retries=4, backoff_s=0.5, api_key=None, template=None,
 step_delimiter="\\n", batch_size=64, dtype="float32", max_model_len=None) -> OpenAIBackend`
-checks the server first (reachable, serves `served_model`, `max_model_len` known, the local
-tokenizer equal to the served one on a probe text via `/tokenize`, `logprobs` and
-`prompt_logprobs` returned) and raises one `PlannerError` otherwise.
+checks the server first (reachable, serves `served_model`, `max_model_len` known, `logprobs` and
+`prompt_logprobs` returned, and `model_config` the served model: `identity`, over the tokenizer's
+whole vocabulary, the vocabulary size, the config and a probe's log-probs) and raises one
+`PlannerError` otherwise; `metadata()["model_check"]` says what could be compared.
 
 `OpenAIBackend` samples pools (`n`, temperature, top-p, seed, max tokens), searches step by step
 (`ServerSearchState`: one step per request with the step's stop tokens, every row in flight at
@@ -31,7 +32,8 @@ backend does; `metadata()` adds the server's prefix-cache hit rate since the bac
 `ServerLikelihood` and `ServerStepTagPRM` (`open_verifier`) score through a server's log-probs;
 `ServerTokenClassPRM` and `ServerPooledStepTagPRM` (`pooling`) through a pooling server's
 `/pooling` endpoint; any in-process verifier also works with a served policy.
-`launch.VLLMServer` starts a local vLLM server (tests, benchmarks).
+`launch.VLLMServer` starts a local vLLM server (tests, benchmarks) with the flags seeded sampling
+needs on CPU (`launch.SEEDED_SAMPLING_ARGS`); a server whose engine died is one error naming them.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""Where the tests find vLLM, what a started server fixture gives (`Served`), and the checkpoint
-the pooling server serves (`save_value_head_prm`)."""
+"""Where the tests find vLLM, what a started server fixture gives (`Served`), the checkpoint the
+pooling server serves (`save_value_head_prm`), and long distinct prompts (`long_prompts`: what
+makes vLLM prefill in parts)."""
 
 from __future__ import annotations
 
