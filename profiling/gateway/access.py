@@ -75,13 +75,24 @@ class AccessLog:
         state["request_id"] = rid
         out = state["outcome"] = Outcome()
         status = 0
+        done = False
         header = (b"x-request-id", rid.encode())
+
+        def finish() -> None:
+            nonlocal done
+            if not done:
+                done = True
+                self.finish(scope, rid, status or 500, time.perf_counter() - t0, out)
 
         async def wrapped(message: dict) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
                 message = {**message, "headers": [*message.get("headers", []), header]}
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                # counted and logged before the client can read the whole answer, so that a
+                # client that reads /metrics or the log next finds its request there
+                finish()
             await send(message)
 
         try:
@@ -91,10 +102,10 @@ class AccessLog:
             if status == 0:
                 err = ApiError(500, f"internal error (request id {rid})", "server_error",
                                code="internal_error")  # fmt: skip
+                status = 500
                 await error_response(err)(scope, receive, wrapped)
-            status = status or 500
         finally:
-            self.finish(scope, rid, status or 500, time.perf_counter() - t0, out)
+            finish()
 
     def finish(self, scope: Any, rid: str, status: int, latency: float, out: Outcome) -> None:
         path = scope.get("path", "")

@@ -79,20 +79,21 @@ class Gateway:
         self.api_key = api_key or None
         self.limits = limits or Limits()
         self.metrics = Metrics()
+        # Completion requests being answered, and whether a shutdown is waiting for them.
+        self.in_flight = 0
+        self.draining = False
         self.current: LoadedPolicy = load_policy(policy_path, 1, engine)
         self._default_budget = default_budget
         self._check_default(self.current)
         self.metrics.set_policy(self.current.policy_id, 1)
         self._reload_lock = threading.Lock()
-        # Completion requests being answered, and whether a shutdown is waiting for them.
-        self.in_flight = 0
-        self.draining = False
         self.batcher = Batcher(
             engine,
             self.limits.window_s,
             self.limits.max_batch,
             self.limits.workers,
             on_batch=self.metrics.batch_size.observe,
+            in_flight=lambda: self.in_flight,
         )
 
     def _check_default(self, loaded: LoadedPolicy) -> None:

@@ -8,14 +8,19 @@ in flight at the server at once. Results go back to the event loop as futures: a
 `Failure` for a request whose own work failed (the engine isolates failures within a batch; if
 the engine itself raises, each request of the batch is run again alone).
 
-The window is adaptive: a request that finds the server idle (the last batch held one request
-and nothing else waits) runs at once, so a lone client never pays the window; under load the
-window lets the requests of a burst gather into one batch.
+The window is adaptive. Given the number of requests in flight (`in_flight`, counted by the
+app from arrival to response), a worker stops collecting as soon as every request in flight is
+in its batch, queued or running: a lone client never waits, and under load the batch waits
+(at most `window_s`) for the requests still on their way, such as those whose clients were just
+answered by the previous batch, so that closed-loop clients keep filling whole batches instead
+of settling into two alternating half batches. Without that count, a request that finds the
+server idle (the last batch held one request and nothing else waits) runs at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import threading
 import time
@@ -47,8 +52,12 @@ class Batcher:
         max_batch: int = 32,
         workers: int = 1,
         on_batch: Callable[[int], None] | None = None,
+        in_flight: Callable[[], int] | None = None,
     ) -> None:
         self.engine = engine
+        self.in_flight = in_flight
+        self._running = 0  # requests in the batches the workers are running
+        self._lock = threading.Lock()
         self.window_s = window_s
         self.max_batch = max_batch
         self.on_batch = on_batch
@@ -86,12 +95,21 @@ class Batcher:
     def _collect(self, first: _Job) -> tuple[list[_Job], bool]:
         jobs = [first]
         idle = self._last_size <= 1 and self._queue.empty()
-        deadline = time.monotonic() + (0.0 if idle else self.window_s)
+        wait = self.window_s if self.in_flight is not None or not idle else 0.0
+        deadline = time.monotonic() + wait
         while len(jobs) < self.max_batch:
+            if self.in_flight is not None and self._queue.empty():
+                with self._lock:
+                    here = len(jobs) + self._running
+                if self.in_flight() <= here:
+                    break  # nothing else is on its way
             left = deadline - time.monotonic()
             try:
-                job = self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait()
+                job = self._queue.get(timeout=min(left, 0.002)) if left > 0 else (
+                    self._queue.get_nowait())  # fmt: skip
             except queue.Empty:
+                if left > 0:
+                    continue
                 break
             if job is None:
                 return jobs, True
@@ -105,12 +123,16 @@ class Batcher:
                 return
             jobs, stop = self._collect(first)
             self._last_size = len(jobs)
+            with self._lock:
+                self._running += len(jobs)
             # One engine call per policy: requests keep the policy they started with.
             by_policy: dict[int, list[_Job]] = {}
             for j in jobs:
                 by_policy.setdefault(id(j.loaded), []).append(j)
             for group in by_policy.values():
                 self._run(group)
+                with self._lock:
+                    self._running -= len(group)
             if stop:
                 return
 
@@ -126,7 +148,9 @@ class Batcher:
             else:
                 replies = [self._alone(policy, j.ask) for j in jobs]
         for j, r in zip(jobs, replies, strict=True):
-            j.loop.call_soon_threadsafe(_set_result, j.future, r)
+            # a closed loop (the server stopped): nobody waits for the answer
+            with contextlib.suppress(RuntimeError):
+                j.loop.call_soon_threadsafe(_set_result, j.future, r)
 
     def _alone(self, policy: Any, ask: Ask) -> Reply | Failure:
         try:

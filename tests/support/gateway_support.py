@@ -18,22 +18,35 @@ from planner.cli import main
 VERIFIER = "likelihood:path=testbed:large,name=large,stat=mean,agg=min"
 
 
-def make_policy(testbed: Path, work: Path, n: int = 24) -> Path:
+POLICY_STRATEGIES = (
+    "sample:n=8,max_new_tokens=64",
+    "beam:n=4,m=2,max_step_tokens=32,max_new_tokens=64",
+)
+
+
+def make_policy(
+    testbed: Path,
+    work: Path,
+    n: int = 24,
+    strategies: tuple[str, ...] = POLICY_STRATEGIES,
+    select_rule: str = "one-se",
+) -> Path:
     """profile -> curves -> plan -> policy export on n problems (levels 1-3) of the quick
     testbed."""
     runner = CliRunner()
+    profile = [
+        "profile", "--testbed", str(testbed), "--model", "testbed:policy",
+        "--verifier", VERIFIER, "--n", str(n), "--levels", "1,2,3", "--no-timing",
+        "--no-progress", "--out", str(work / "tb"),
+    ]  # fmt: skip
+    for strategy in strategies:
+        profile += ["--strategy", strategy]
     steps = [
-        [
-            "profile", "--testbed", str(testbed), "--model", "testbed:policy",
-            "--verifier", VERIFIER, "--strategy", "sample:n=4,max_new_tokens=64",
-            "--strategy", "beam:n=4,m=2,max_step_tokens=32,max_new_tokens=64",
-            "--n", str(n), "--levels", "1,2,3", "--no-timing", "--no-progress",
-            "--out", str(work / "tb"),
-        ],
+        profile,
         ["curves", str(work / "tb"), "--out", str(work / "prof"), "--probe-k", "4"],
         [
             "plan", str(work / "prof"), "--out", str(work / "plan"), "--bin-by", "predicted",
-            "--probe-k", "4", "--n-boot", "50", "--select-rule", "one-se",
+            "--probe-k", "4", "--n-boot", "50", "--select-rule", select_rule,
         ],
         ["policy", "export", str(work / "plan"), "--out", str(work / "policy.json")],
     ]  # fmt: skip

@@ -1,6 +1,8 @@
-"""The gateway in front of a real vLLM server (the quick testbed's policy served on CPU): answers
-consistent with the policy, and the upstream's failures as 502 (unreachable) and 504 (time-out),
-each followed by a good request once the upstream is back.
+"""The gateway in front of a real vLLM server (the quick testbed's policy served on CPU): every
+decision of the quick demo's policy and of the every-strategy policies served through it (as in
+process, see test_gateway_every_decision), answers consistent with the policy, and the
+upstream's failures as 502 (unreachable) and 504 (time-out), each followed by a good request
+once the upstream is back.
 
 vLLM lives in its own virtual environment (`.venv-vllm`, see tests/support/vllm_servers.py);
 without it the test skips with the reason, except in CI (CI=true), where it fails."""
@@ -12,7 +14,16 @@ from pathlib import Path
 
 import httpx
 import pytest
-from gateway_support import VERIFIER, ServerThread
+from gateway_support import (
+    EVERY_BUDGETS,
+    EVERY_VERIFIERS,
+    VERIFIER,
+    ServerThread,
+    decision_keys,
+    serve_every_decision,
+    shared_policies,
+    testbed_prompts,
+)
 from tcp_proxy import TCPProxy
 from vllm_servers import VLLM_PYTHON, require_vllm
 
@@ -22,6 +33,7 @@ from profiling.gateway.app import Gateway
 pytestmark = pytest.mark.slow
 
 PROMPT = "Q: 3+4\n"
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
@@ -85,3 +97,36 @@ def test_upstream_answers_then_502_then_504_then_answers(
         assert 'status="502"' in metrics and 'status="504"' in metrics
     finally:
         proxy.stop()
+
+
+def test_upstream_serves_every_decision(vllm_url: str, quick_testbed: Path) -> None:
+    """The quick demo's policy and the every-strategy policies through the vLLM server: pools,
+    beam, lookahead and DVTS sample there (search steps included); the verifiers and the
+    reviser run in the gateway's process."""
+    from profiling.gateway.loading import load_engine
+
+    policies = shared_policies(quick_testbed)
+    upstream = {
+        "backend": "openai",
+        "base_url": vllm_url,
+        "served_model": "policy",
+        "model_config": str(quick_testbed / "policy"),
+        "testbed": str(quick_testbed),
+    }
+    demo = load_engine(str(ROOT / "data" / "configs" / "demo.toml"), upstream, threads=1)
+    models = {"model": "testbed:policy", "reviser": "testbed:reviser", "verifier": EVERY_VERIFIERS}
+    every = load_engine(None, {**upstream, **models}, threads=1)
+    strategies: set[str] = set()
+    for name, engine in [("demo", demo)] + [(n, every) for n in EVERY_BUDGETS]:
+        policy = Policy.load(policies[name])
+        with (
+            ServerThread(Gateway(engine, str(policies[name]))) as s,
+            httpx.Client(base_url=s.url, timeout=600) as c,
+        ):
+            served = serve_every_decision(c, policy, testbed_prompts(48))
+            metrics = c.get("/metrics").text
+        missing = decision_keys(policy) - set(served)
+        assert not missing, f"{name}: decisions never served: {sorted(missing, key=str)}"
+        assert 'status="5' not in metrics
+        strategies |= {t["strategy"] for t in served.values()}
+    assert {"sample", "beam", "lookahead", "dvts"} <= strategies
