@@ -291,7 +291,8 @@ def plan_summary(
             entry["gain_over_single"] = {"mean": d, "ci_lo": lo, "ci_hi": hi}
         entry["choices"] = [
             {
-                k: c[k]
+                # JSON has no NaN: the paper's two-fold figure is null where it has no option.
+                k: None if isinstance(c[k], float) and np.isnan(c[k]) else c[k]
                 for k in (
                     "bin",
                     "strategy",

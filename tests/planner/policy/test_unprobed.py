@@ -84,3 +84,18 @@ def test_unprobed_decisions_must_agree_across_bins() -> None:
     at[-1]["probe"] = True
     with pytest.raises(PlannerError, match="same option in every bin"):
         Policy.from_dict(bad)
+
+
+def test_the_plan_summary_is_strict_json() -> None:
+    """Below the probes' cost the paper's two-fold figure has no option: null, never NaN (a
+    strict JSON writer, as `ttc demo` uses, refused the summary)."""
+    from planner.optimize import PlanInputs, make_plan, options_from_summary, read_plan_inputs
+
+    dirs = built_policy_dirs()
+    summary = json.loads((dirs["plan"] / "summary.json").read_text())
+    inputs: PlanInputs = read_plan_inputs(dirs["profile"], "predicted")
+    plan = make_plan(inputs.profile, inputs.problems, options_from_summary(summary))
+    text = json.dumps(plan.summary, allow_nan=False)
+    low = next(e for e in json.loads(text)["per_budget"] if e["budget"] < 4)
+    assert all(c["accuracy"] is None and c["probe"] is False for c in low["choices"])
+
