@@ -54,6 +54,9 @@ def test_demo_runs_the_main_job_on_the_quick_testbed(quick_testbed: Path, tmp_pa
     assert context["model"] == "model.json" and (out / "model.json").is_file()
     assert str(tmp_path) not in (out / "report.json").read_text()
     assert (out / "report" / "summary.json").is_file()
+    # this CPU is measured on every run: the report says so (two runs differ only there)
+    page = (out / "report" / "index.html").read_text(encoding="utf-8")
+    assert f"{context['cpu_hardware']} was measured on the machine that made this run" in page
     # a second call reuses every stage and prints the same findings; off a terminal (as here),
     # each stage's line on stderr says what it does and, for the long one, how long it took here
     again = CliRunner().invoke(main, args[:-2])
