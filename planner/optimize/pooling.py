@@ -11,9 +11,11 @@ guards, each a pure function of the training sums:
   is "each bin alone" (the paper), n0 -> inf "one option for every bin". The weight depends on the
   bin's size and n0 only, never on the option, so an order that holds in a bin's means and in the
   pooled means (pass@k non-decreasing in k, say) holds in the shrunk ones.
-- **A shortlist** (`dominated`): an option whose pooled accuracy is below that of an option that
-  costs no more, by more than z standard errors of each (se_i + se_j, a conservative bound on the
-  paired one), is dropped before any bin chooses: no bin should pick it on a lucky handful.
+- **A shortlist** (`dominated`): an option that can win in no group is dropped before any bin
+  chooses: in every bin, and over all problems, some option that costs no more is better by more
+  than z standard errors of each (se_i + se_j, a conservative bound on the paired one). A
+  specialist that leads in one bin only stays; no bin should pick an option beaten everywhere on
+  a lucky handful of its own problems.
 - **The single option** (`pick_single`): the best option over all problems, without probes (a
   router that does not probe pays none), a candidate at every budget.
 
@@ -60,27 +62,40 @@ def pooled_scores(
 
 
 def dominated(
-    mean: np.ndarray, se: np.ndarray, cost: np.ndarray, z: float, ok: np.ndarray | None = None
+    s1: np.ndarray,
+    s2: np.ndarray,
+    n: np.ndarray,
+    cost: np.ndarray,
+    z: float,
+    ok: np.ndarray | None = None,
 ) -> np.ndarray:
-    """[..., options] True where an option that costs no more is more accurate by a margin:
-    max over i with cost_i <= cost_j of (mean_i - z se_i) > mean_j + z se_j. Only options in
-    `ok` (the deployable ones) dominate: pass@k is an upper bound, not a rival.
+    """[..., options] True where an option can win in no group, with a margin: in every bin, and
+    over all problems, some option that costs no more has a lower bound above its upper bound
+    (mean -/+ z standard errors of the group's mean).
 
-    The separable margin z (se_i + se_j) is at least the paired z·se(i - j) of two positively
-    correlated options, so it drops fewer options than a paired test would: a shortlist that errs
-    on keeping. O(options) per set: a running maximum over options sorted by cost.
+    s1, s2: [..., bins, options] sums of accuracy and of its square; n: [..., bins] counts.
+    Different bins may be won by different rivals, so a specialist that is best in one bin only
+    stays. Only options in `ok` (the deployable ones) are rivals: pass@k is an upper bound, not
+    a rival. O(bins x options) per set: a running maximum over options sorted by cost.
     """
+    mean, se, _ = pooled_moments(s1, s2, n)
+    groups = [(mean, se)]
+    nb = np.maximum(n, 1.0)[..., None]
+    m_b = s1 / nb
+    var_b = np.maximum(s2 / nb - m_b**2, 0.0) * nb / np.maximum(nb - 1.0, 1.0)
+    se_b = np.where(nb >= 2, np.sqrt(var_b / nb), np.inf)  # a bin of one problem: no bound
+    groups += [(m_b[..., b, :], se_b[..., b, :]) for b in range(s1.shape[-2])]
     order = np.argsort(cost, kind="stable")
     c = cost[order]
-    low = np.where(True if ok is None else ok, mean - z * se, -np.inf)[..., order]
-    run = np.maximum.accumulate(low, axis=-1)
-    # Options of equal cost compete too: the running maximum at the last option of each cost.
     last = np.searchsorted(c, c * _REL, side="right") - 1
-    best_cheaper = run[..., last]
-    out_sorted = best_cheaper > (mean + z * se)[..., order] + 1e-12
-    out = np.empty_like(out_sorted)
-    out[..., order] = out_sorted
-    return out
+    beaten = np.ones(mean.shape, dtype=bool)
+    for m, e in groups:
+        low = np.where(True if ok is None else ok, m - z * e, -np.inf)[..., order]
+        best = np.maximum.accumulate(low, axis=-1)[..., last]
+        out = np.empty(mean.shape, dtype=bool)
+        out[..., order] = best > (m + z * e)[..., order] + 1e-12
+        beaten &= out
+    return beaten
 
 
 def pick_single(pooled: np.ndarray, ok: np.ndarray) -> np.ndarray:

@@ -4,7 +4,7 @@ The procedure, given the problems it may learn from, chooses at each budget betw
 ordered from the simplest: (0) one option for every prompt, without probes; (1..) per-bin options
 with probes charged, partially pooled toward each option's accuracy over all bins with a prior
 worth n0 = strength x (problems / bins), strengths from large (nearly one option) to 0 (each bin
-alone), each over the shortlist of options not dominated on the pooled data
+alone), each over the shortlist of options that can win somewhere
 (`planner.optimize.pooling`). It picks among them by an inner K-fold cross-validation on its own
 problems, taking the simplest candidate within `se_factor` paired standard errors of the best
 (the one-standard-error rule applied to the pooling strength, so a bin gets its own option only
@@ -147,11 +147,11 @@ def _candidate_picks(
     options] (counts [sets, bins]); -1 where nothing is eligible."""
     n_sets, n_bins, _ = s1.shape
     strengths = sorted(spec.strengths, reverse=True)
-    mean, se, total = pooled_moments(s1, s2, n)
+    mean, _, total = pooled_moments(s1, s2, n)
     keep = (
         np.ones_like(mean, dtype=bool)
         if spec.shortlist_z is None
-        else ~dominated(mean, se, c.bins, spec.shortlist_z, c.ok)
+        else ~dominated(s1, s2, n, c.bins, spec.shortlist_z, c.ok)
     )
     occupied = np.maximum((n > 0).sum(axis=-1), 1)
     scores = [pooled_scores(s1, n, mean, (s * total / occupied)[:, None, None]) for s in strengths]
@@ -333,11 +333,12 @@ def cross_fit_procedure(
     with np.errstate(invalid="ignore", divide="ignore"):
         agreement = (same * w).sum(axis=(0, 1)) / w.sum(axis=(0, 1))
     share = np.stack([(sel_cand == ci).mean(axis=(0, 1)) for ci in range(len(names))], axis=-1)
-    mean, se, _ = pooled_moments(tot[0][None], tot[1][None], tot[2][None])
     keep = (
         np.ones(n_opt, bool)
         if spec.shortlist_z is None
-        else ~dominated(mean, se, cost_bins, spec.shortlist_z, c.ok)[0]
+        else ~dominated(
+            tot[0][None], tot[1][None], tot[2][None], cost_bins, spec.shortlist_z, c.ok
+        )[0]
     )
     shortlist = np.array([int((keep & c.ok & eligible(cost_bins, t)).sum()) for t in c.targets])
     return ProcedureFit(

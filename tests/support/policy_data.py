@@ -82,7 +82,7 @@ def make_samples(
             for n in (4, 8):
                 draw(
                     4,
-                    (0.9 - 0.4 * p) if crossover else min(1.0, 0.15 + 1.1 * p),
+                    0.9 * (1 - p) if crossover else min(1.0, 0.15 + 1.1 * p),
                     "beam",
                     canonical_config({"n": n, "width": 2}),
                     flops_mult=n / 4 * 1.1,

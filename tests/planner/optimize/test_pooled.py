@@ -36,17 +36,21 @@ def test_pooled_scores_shrink_toward_the_pooled_mean_and_keep_orders() -> None:
     assert empty == pytest.approx(np.tile(mean, (2, 1)))
 
 
-def test_dominated_needs_a_margin_and_a_deployable_rival_that_costs_no_more() -> None:
-    mean = np.array([0.50, 0.30, 0.49, 0.90, 0.20])
-    se = np.full(5, 0.02)
-    cost = np.array([1.0, 2.0, 2.0, 4.0, 8.0])
-    ok = np.array([True, True, True, False, True])
-    out = dominated(mean, se, cost, 2.0, ok)
-    # 0.30 at cost 2 is beaten by 0.50 at cost 1 beyond 2 x (0.02 + 0.02); 0.49 is not;
-    # 0.20 at cost 8 is beaten by 0.50 (the 0.90 of option 3 is not deployable); nothing can
-    # dominate the cheapest option.
-    assert out.tolist() == [False, True, False, False, True]
-    assert not dominated(mean, se, cost, 20.0, ok).any()
+def test_dominated_means_beaten_with_a_margin_in_every_bin_by_no_dearer_options() -> None:
+    # Two bins of 100 problems, four options (0/1 accuracies as sums): option 1 is worse than
+    # option 0 everywhere; option 2 is worse overall but leads bin 1 (a specialist); option 3 is
+    # worse than the cheaper option 0 in both bins, yet option 4 (not deployable) would beat all.
+    acc = np.array([[0.60, 0.40, 0.20, 0.30, 1.0], [0.50, 0.30, 0.90, 0.20, 1.0]])
+    n = np.array([100.0, 100.0])
+    s1 = acc * n[:, None]
+    s2 = s1.copy()
+    cost = np.array([1.0, 2.0, 2.0, 4.0, 1.0])
+    ok = np.array([True, True, True, True, False])
+    out = dominated(s1, s2, n, cost, 2.0, ok)
+    assert out.tolist() == [False, True, False, True, False]
+    assert not dominated(s1, s2, n, cost, 20.0, ok).any()  # wide enough bounds drop nothing
+    # Without a rival that costs no more, nothing is dominated.
+    assert not dominated(s1, s2, n, np.arange(5.0), 2.0, ok)[0]
 
 
 def _grid(n_prob: int, gain: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
