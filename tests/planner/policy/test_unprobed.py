@@ -98,4 +98,3 @@ def test_the_plan_summary_is_strict_json() -> None:
     text = json.dumps(plan.summary, allow_nan=False)
     low = next(e for e in json.loads(text)["per_budget"] if e["budget"] < 4)
     assert all(c["accuracy"] is None and c["probe"] is False for c in low["choices"])
-
