@@ -227,10 +227,10 @@ def measured_inputs(run: RunTables) -> list[str]:
         return []
     return [
         f"{cpu} was measured on the machine that made this run (ttc calibrate, which ttc demo "
-        "runs): its figures, its points in the cost figure and so the bytes of this page differ "
-        "between two runs of the same inputs and seed. Every other figure and table follows from "
-        "the tables and the seed alone, and summary.json's accuracies (what ttc report --check "
-        "compares) do not depend on it."
+        "runs): its figures, its points in the cost figure, and so the bytes of this page and of "
+        "the cost figure's files differ between two runs of the same inputs and seed. Every other "
+        "figure and table follows from the tables and the seed alone; summary.json and "
+        "summary.md (what ttc report --check compares) do not depend on it."
     ]
 
 
