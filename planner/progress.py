@@ -13,16 +13,17 @@ CLI, with no dependency beyond the standard library (tqdm is imported only on a 
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
 EVERY_S = 30.0
 
 _lock = threading.Lock()
-_active: list[Progress] = []  # open steps of this process, innermost last
+_active: list[object] = []  # open steps of this process (or a hush), innermost last
 
 
 def is_terminal(stream: TextIO | None = None) -> bool:
@@ -142,6 +143,20 @@ class Progress:
             self.close()
         else:
             self._finish()
+
+
+@contextlib.contextmanager
+def hush() -> Iterator[None]:
+    """While another process writes the progress (a child process training a model), the steps
+    open here write nothing: the log shows one line per interval, not two."""
+    marker = object()
+    with _lock:
+        _active.append(marker)
+    try:
+        yield
+    finally:
+        with _lock:
+            _active.remove(marker)
 
 
 class _Silent:

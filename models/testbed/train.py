@@ -39,8 +39,8 @@ from models.testbed.settings import (
 from models.testbed.stages import STAGES
 from models.testbed.tokenizer import BAD_TOKEN, GOOD_TOKEN, STEP_TAG
 from planner.errors import PlannerError
+from planner.progress import hush, say
 from planner.progress import progress as report
-from planner.progress import say
 from planner.tables.fsutil import atomic_write_text, ensure_writable_dir
 from planner.timings import TESTBED, about
 
@@ -223,7 +223,8 @@ def _run_stages(
     if child is not None:
         # The child trained (or failed to train) the larger LM; if it failed, the stage runs
         # here (resuming from its checkpoint) and raises the real error if there is one.
-        child.join()
+        with hush():  # meanwhile the child's lines say how far it is
+            child.join()
     if not settings.quick and "TTC_TESTBED_THREADS" not in os.environ:
         # From here on this process runs alone: the PRM (the larger LM's size) and the quality
         # check use both cores. Quick runs stay on one thread: under pytest-xdist other workers

@@ -77,6 +77,15 @@ def test_only_the_innermost_step_writes() -> None:
     assert any(ln.startswith("[testbed policy] ") and "elapsed" in ln for ln in text.splitlines())
 
 
+def test_a_hush_keeps_the_open_steps_quiet_while_another_process_reports() -> None:
+    out = io.StringIO()
+    with Progress("testbed", stream=out, every_s=0.02):
+        with prog.hush():
+            time.sleep(0.15)
+            assert out.getvalue() == ""
+        _wait_for(out, "[testbed] ")
+
+
 def test_progress_picks_lines_off_a_terminal_a_bar_on_one_and_nothing_when_off(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
