@@ -111,33 +111,36 @@ def demo_cmd(
 ) -> None:
     import time
 
-    from profiling.demo import DemoSettings, run_demo
-    from reports.build import build_report
-
-    try:
-        settings = DemoSettings(
-            testbed=testbed_dir or ("quick" if quick else scale),
-            n_problems=n_problems or (32 if quick else None),
-            # the quick testbed learns levels 1-3 only: short solutions, a short cap
-            levels=QUICK_LEVELS if quick and not testbed_dir else None,
-            max_new_tokens=QUICK_MAX_NEW_TOKENS if quick else None,
-            seed=seed,
-            config=config_path,
-            calibrate=calibrate,
-        )
-    except ValueError as exc:
-        raise PlannerError(str(exc)) from None
     t0 = time.monotonic()
 
     def log(msg: str) -> None:
         if not as_json:
             click.echo(f"{time.monotonic() - t0:6.1f}s {msg}", err=True)
 
-    log(f"ttc demo: testbed {settings.testbed}, run directory {out_dir}")
+    testbed = testbed_dir or ("quick" if quick else scale)
+    # First, before the imports that take seconds (many on a busy machine): what runs, where.
+    log(f"ttc demo: testbed {testbed}, run directory {out_dir}")
     # Off a terminal, a line at most every 30 s between the stages' own progress lines.
     with progress_of("ttc demo", enabled=progress):
+        from profiling.demo import DemoSettings, run_demo
+
+        try:
+            settings = DemoSettings(
+                testbed=testbed,
+                n_problems=n_problems or (32 if quick else None),
+                # the quick testbed learns levels 1-3 only: short solutions, a short cap
+                levels=QUICK_LEVELS if quick and not testbed_dir else None,
+                max_new_tokens=QUICK_MAX_NEW_TOKENS if quick else None,
+                seed=seed,
+                config=config_path,
+                calibrate=calibrate,
+            )
+        except ValueError as exc:
+            raise PlannerError(str(exc)) from None
         res = run_demo(settings, out_dir, log, progress=progress)
         log(f"writing the report -> {res.out / 'report'}")
+        from reports.build import build_report
+
         report = build_report(res.out, res.out / "report")
     log("done")
     index = res.out / "report" / "index.html"
