@@ -59,8 +59,8 @@ from planner.errors import PlannerError
 @click.option("--max-request-bytes", default=1 << 20, show_default=True, type=click.IntRange(1))
 @click.option("--max-tokens", default=4096, show_default=True, type=click.IntRange(1),
               help="Largest max_tokens a request may ask for.")  # fmt: skip
-@click.option("--batch-window-ms", default=20.0, show_default=True, type=click.FloatRange(0),
-              help="How long the first request of a micro-batch waits for others.")  # fmt: skip
+@click.option("--batch-window-ms", default=50.0, show_default=True, type=click.FloatRange(0),
+              help="Longest wait of a micro-batch for the requests in flight.")  # fmt: skip
 @click.option("--max-batch", default=32, show_default=True, type=click.IntRange(1))
 @click.option("--workers", default=None, type=click.IntRange(1),
               help="Batches run at once [default: 1 in-process, 16 upstream].")  # fmt: skip

@@ -50,7 +50,7 @@ class Limits:
 
     max_request_bytes: int = 1 << 20
     max_tokens: int = 4096
-    window_s: float = 0.02
+    window_s: float = 0.05
     max_batch: int = 32
     workers: int = 1
 

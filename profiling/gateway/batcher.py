@@ -9,18 +9,20 @@ in flight at the server at once. Results go back to the event loop as futures: a
 the engine itself raises, each request of the batch is run again alone).
 
 The window is adaptive. Given the number of requests in flight (`in_flight`, counted by the
-app from arrival to response), a worker stops collecting as soon as every request in flight is
-in its batch, queued or running: a lone client never waits, and under load the batch waits
-(at most `window_s`) for the requests still on their way, such as those whose clients were just
-answered by the previous batch, so that closed-loop clients keep filling whole batches instead
-of settling into two alternating half batches. Without that count, a request that finds the
-server idle (the last batch held one request and nothing else waits) runs at once.
+app from arrival to response), a worker stops collecting as soon as its batch holds as many
+requests as were in flight when its last batch finished (the load) and every request in flight
+is in its batch, queued or running: a lone client never waits, and under load the batch waits
+(at most `window_s`) for the clients its last batch answered to send their next requests, so
+that closed-loop clients fill whole batches instead of settling into two alternating half
+batches. Without that count, a request that finds the server idle (the last batch held one
+request and nothing else waits) runs at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import queue
 import threading
 import time
@@ -32,6 +34,8 @@ from profiling.gateway.asks import Ask, Failure, Reply
 from profiling.gateway.choose import Spend
 from profiling.gateway.engine import Engine
 from profiling.gateway.loading import LoadedPolicy
+
+_LOG = logging.getLogger("ttc.serve")
 
 
 @dataclass
@@ -48,7 +52,7 @@ class Batcher:
     def __init__(
         self,
         engine: Engine,
-        window_s: float = 0.02,
+        window_s: float = 0.05,
         max_batch: int = 32,
         workers: int = 1,
         on_batch: Callable[[int], None] | None = None,
@@ -57,6 +61,10 @@ class Batcher:
         self.engine = engine
         self.in_flight = in_flight
         self._running = 0  # requests in the batches the workers are running
+        # Requests in flight when the last batch finished, beyond the other workers' batches:
+        # the load the next batch should hold (closed-loop clients answered by that batch come
+        # back within the window).
+        self._target = 1
         self._lock = threading.Lock()
         self.window_s = window_s
         self.max_batch = max_batch
@@ -98,7 +106,7 @@ class Batcher:
         wait = self.window_s if self.in_flight is not None or not idle else 0.0
         deadline = time.monotonic() + wait
         while len(jobs) < self.max_batch:
-            if self.in_flight is not None and self._queue.empty():
+            if self.in_flight is not None and self._queue.empty() and len(jobs) >= self._target:
                 with self._lock:
                     here = len(jobs) + self._running
                 if self.in_flight() <= here:
@@ -121,7 +129,13 @@ class Batcher:
             first = self._queue.get()
             if first is None:
                 return
+            t0 = time.monotonic()
+            target = self._target
             jobs, stop = self._collect(first)
+            if _LOG.isEnabledFor(logging.DEBUG):  # how each batch was gathered, for tuning
+                fields = {"size": len(jobs), "target": target,
+                          "collect_ms": round(1000 * (time.monotonic() - t0), 1)}  # fmt: skip
+                _LOG.debug("batch", extra={"event": "batch", "fields": fields})
             self._last_size = len(jobs)
             with self._lock:
                 self._running += len(jobs)
@@ -147,6 +161,10 @@ class Batcher:
                 replies = [Failure(exc, "batch", Spend())]
             else:
                 replies = [self._alone(policy, j.ask) for j in jobs]
+        if self.in_flight is not None:
+            with self._lock:
+                others = self._running - len(jobs)
+            self._target = max(1, min(self.max_batch, self.in_flight() - others))
         for j, r in zip(jobs, replies, strict=True):
             # a closed loop (the server stopped): nobody waits for the answer
             with contextlib.suppress(RuntimeError):
