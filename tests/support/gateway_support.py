@@ -156,7 +156,7 @@ def shared_policies(testbed: Path) -> dict[str, Path]:
     return {"demo": demo_policy(work), **every_strategy_policies(testbed, work)}
 
 
-def testbed_prompts(n: int, seed: int = 11) -> list[str]:
+def fresh_prompts(n: int, seed: int = 11) -> list[str]:
     """Fresh testbed prompts of every level (easy to hard), in round-robin order."""
     from models.testbed.task import generate_problems
     from profiling.problems import testbed_problems

@@ -137,3 +137,16 @@ def test_upstream_failures_map_to_502_and_504_without_internals() -> None:
         bug.status == 500
         and bug.message == "running the decided strategy failed (request id req-3)"
     )
+
+
+def test_a_huge_prompt_is_refused_before_it_is_tokenised(engine, served_policy) -> None:
+    """0.9 MB within the 1 MiB body limit: refused from its length alone (no tokenizer call,
+    no forward), as too long for the context."""
+    gw = Gateway(engine, str(served_policy), limits=Limits())
+    prompt = "Q: " + "1+" * 450_000 + "1\n"
+    with ServerThread(gw) as s, httpx.Client(base_url=s.url, timeout=120) as c:
+        r = c.post("/v1/completions", json={"model": "policy", "prompt": prompt})
+        err = _error(r, 400)
+        assert err["code"] == "context_length_exceeded" and "at least" in err["message"]
+        assert _tokens(c.get("/metrics").text) == 0
+        _good(c)

@@ -17,9 +17,9 @@ from gateway_support import (
     EVERY_VERIFIERS,
     ServerThread,
     decision_keys,
+    fresh_prompts,
     serve_every_decision,
     shared_policies,
-    testbed_prompts,
 )
 
 from planner.policy import Policy
@@ -64,7 +64,7 @@ def serve_all(engine, path: Path) -> dict:
         ServerThread(Gateway(engine, str(path))) as s,
         httpx.Client(base_url=s.url, timeout=600) as c,
     ):
-        served = serve_every_decision(c, policy, testbed_prompts(48))
+        served = serve_every_decision(c, policy, fresh_prompts(48))
         metrics = c.get("/metrics").text
     missing = decision_keys(policy) - set(served)
     assert not missing, f"{path}: decisions never served: {sorted(missing, key=str)}"
@@ -119,7 +119,7 @@ def test_every_option_of_the_profile_runs_in_one_batch(policies, every_engine) -
     doc.update(budgets=[float(j + 1) for j in range(len(options))], decisions=decisions)
     policy = Policy.from_dict(doc, "every option")
     every_engine.check(policy)
-    prompt = testbed_prompts(8)[5]
+    prompt = fresh_prompts(8)[5]
     asks = [Ask(prompt, float(j + 1)) for j in range(len(options))]
     replies = every_engine.run(policy, asks)
     assert all(isinstance(r, Reply) for r in replies), [

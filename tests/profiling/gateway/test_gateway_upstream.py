@@ -20,9 +20,9 @@ from gateway_support import (
     VERIFIER,
     ServerThread,
     decision_keys,
+    fresh_prompts,
     serve_every_decision,
     shared_policies,
-    testbed_prompts,
 )
 from tcp_proxy import TCPProxy
 from vllm_servers import VLLM_PYTHON, require_vllm
@@ -123,7 +123,7 @@ def test_upstream_serves_every_decision(vllm_url: str, quick_testbed: Path) -> N
             ServerThread(Gateway(engine, str(policies[name]))) as s,
             httpx.Client(base_url=s.url, timeout=600) as c,
         ):
-            served = serve_every_decision(c, policy, testbed_prompts(48))
+            served = serve_every_decision(c, policy, fresh_prompts(48))
             metrics = c.get("/metrics").text
         missing = decision_keys(policy) - set(served)
         assert not missing, f"{name}: decisions never served: {sorted(missing, key=str)}"
