@@ -40,7 +40,11 @@ def test_the_same_run_passes(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert "**OK**" in res.output and "| compute-optimal accuracy | 4 | all |" in res.output
     check = json.loads((tmp_path / "r" / "check.json").read_text(encoding="utf-8"))
-    assert check["regressed"] is False and len(check["rows"]) == 4 + 20
+    # One row per budget for the compute-optimal curve and one per (budget, bin) promise: the
+    # plan's budgets include those below the probes' cost, served without probing.
+    doc = json.loads(_blessed().read_text(encoding="utf-8"))
+    assert check["regressed"] is False
+    assert len(check["rows"]) == len(doc["compute_optimal"]) + len(doc["promise"]) > 4 + 20
     assert (tmp_path / "r" / "check.md").read_text(encoding="utf-8") in res.output
 
 
@@ -54,7 +58,7 @@ def test_a_better_baseline_is_a_regression_exit_3(tmp_path: Path) -> None:
     res = _check(base, tmp_path / "r")
     assert res.exit_code == 3, res.output
     md = (tmp_path / "r" / "check.md").read_text(encoding="utf-8")
-    assert "**REGRESSED**: 2 of 24" in md
+    assert f"**REGRESSED**: 2 of {len(doc['compute_optimal']) + len(doc['promise'])}" in md
     regressed = [line for line in md.splitlines() if line.endswith("| REGRESSED |")]
     assert len(regressed) == 2
     assert regressed[0].startswith("| compute-optimal accuracy | 8 | all |")
@@ -87,7 +91,7 @@ def test_policy_baseline_compares_the_promise_per_bin(tmp_path: Path) -> None:
     md = (tmp_path / "r" / "check.md").read_text(encoding="utf-8")
     assert "(policy," in md
     assert [line[:33] for line in md.splitlines() if line.endswith("REGRESSED |")] == [
-        "| promised accuracy | 4 | 4 | 63."
+        f"| promised accuracy | 4 | 4 | {100 * dec['accuracy']:.1f}"[:33]
     ]
 
 
