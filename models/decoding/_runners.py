@@ -8,6 +8,7 @@ has `select(idx)`, `fork(idx)` and `gather_columns(idx)`.
 from __future__ import annotations
 
 import copy
+import inspect
 import os
 
 import torch
@@ -60,11 +61,23 @@ def _gather_cols(t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return torch.gather(t, 2, idx[:, None, :, None].expand(b, h, idx.shape[1], d))
 
 
+def cache_argument(model: torch.nn.Module) -> str:
+    """The name of the KV cache in the model's forward and in its output.
+
+    Recent transformers call it `cache` and warn that `past_key_values` will be removed; the
+    versions before take only `past_key_values`, and would pass an unknown `cache` on in **kwargs
+    unused. The forward's signature says which one this install has.
+    """
+    params = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
 class HFRunner:
     """Calls the model's own forward (any architecture transformers supports)."""
 
     def __init__(self, model: torch.nn.Module) -> None:
         self.model = model
+        self.cache_arg = cache_argument(model)
 
     def new_cache(self, batch: int) -> HFCache:
         return HFCache(_new_cache(self.model))
@@ -81,11 +94,11 @@ class HFRunner:
             input_ids=ids,
             attention_mask=mask,
             position_ids=pos,
-            past_key_values=cache.cache,
             use_cache=True,
             logits_to_keep=0 if keep_all else 1,
+            **{self.cache_arg: cache.cache},
         )
-        cache.cache = out.past_key_values
+        cache.cache = out[self.cache_arg]
         return out.logits
 
 

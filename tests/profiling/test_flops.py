@@ -7,6 +7,7 @@ import torch
 from profiling_tiny import single_thread  # noqa: F401  (autouse fixture)
 from torch.utils.flop_counter import FlopCounterMode
 
+from models.decoding._runners import cache_argument
 from profiling.flops import forward_flops, generation_flops, shape_from_config
 
 transformers = pytest.importorskip("transformers")
@@ -94,10 +95,11 @@ def test_decode_step_with_kv_cache_matches_flop_counter(name: str) -> None:
     shape = shape_from_config(model.config)
     past = 23
     ids = torch.randint(0, shape.vocab_size, (2, past))
+    name = cache_argument(model)  # `cache` in recent transformers, `past_key_values` before
     with torch.no_grad():
-        cache = model(ids, use_cache=True).past_key_values
+        cache = model(ids, use_cache=True)[name]
     nxt = torch.randint(0, shape.vocab_size, (2, 1))
-    total, linear, _ = _counts(lambda: model(nxt, past_key_values=cache, use_cache=True))
+    total, linear, _ = _counts(lambda: model(nxt, use_cache=True, **{name: cache}))
     assert total == pytest.approx(2 * forward_flops(shape, 1, past), rel=0.05)
     assert linear == pytest.approx(
         2 * (shape.linear_flops_per_token + shape.head_flops_per_token), rel=0.01
