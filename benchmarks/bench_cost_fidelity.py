@@ -118,7 +118,8 @@ def predict_sample(rows: list[dict], n: int, batch_size: int, spec: Any, hw: Any
     total = 0.0
     for start in range(0, len(pids), per):
         chunk = pids[start : start + per]
-        plens = [sum(r["prompt_tokens"] for r in by_problem[p]) for p in chunk]
+        # every row of a pool holds the pool's whole prompt
+        plens = [max(r["prompt_tokens"] for r in by_problem[p]) for p in chunk]
         gens = [r["gen_tokens"] for p in chunk for r in by_problem[p]]
         # unique prompts are prefilled in one padded batch: rows x longest prompt
         total += _prefill_s(len(chunk) * max(plens), len(chunk), spec, hw)
@@ -228,7 +229,7 @@ def predict_search(
     total = 0.0
     for start in range(0, len(pids), per):
         group = [by_problem[p] for p in pids[start : start + per]]
-        plens = [sum(r["prompt_tokens"] for r in rs) for rs in group]
+        plens = [max(r["prompt_tokens"] for r in rs) for rs in group]  # each final: the prompt
         # a final's rounds: its step scores, times the rounds a verifier step takes (step_lengths)
         ends = [
             [max(1, round(len(r["step_scores"]) * rounds_per_step)) for r in rs] for rs in group

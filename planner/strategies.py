@@ -62,6 +62,27 @@ def search_budget(strategy: str, config: Mapping[str, Any]) -> float:
     return n * (k + 1.0)
 
 
+def prefilled_prompt_tokens(strategy: str, rows: Iterable[tuple[int, int, int]]) -> int:
+    """Prompt tokens a strategy's rows were generated from, each prompt read once.
+
+    `rows`: (run, position, prompt_tokens) of one problem's samples rows under one config and
+    verifier (samples.prompt_tokens counts a shared prompt on every row that read it). A pool's
+    candidates and a search run's final candidates share their run's prompt: once per run. A
+    revision chain's answers each read their own prompt (it holds the chain's earlier attempts),
+    except the chains' first answers, which read the same one: once.
+    """
+    kind = strategy_kind(strategy)
+    first: dict[int, int] = {}
+    own = 0
+    for run, position, tokens in rows:
+        if kind == CHAINS and position > 0:
+            own += int(tokens)
+            continue
+        key = 0 if kind == CHAINS else int(run)
+        first[key] = max(first.get(key, 0), int(tokens))
+    return own + sum(first.values())
+
+
 def aggregate(step_scores: Sequence[float], agg: str = "last") -> float:
     """One score from a candidate's step scores; 0.0 for a candidate without steps (never NaN).
 

@@ -138,8 +138,8 @@ def workload_from_profile(
     revisions → config "chains". Depth: revisions → config "length"; search → the config's round
     count ("rounds", "max_rounds", "num_iterations") else generated tokens per stream divided by
     (k + 1)·step_tokens (lookahead rolls k extra steps per round). The profile's prompt tokens
-    count every candidate's prompt; with a shared prefix the parallel streams prefill it once
-    (divide by width).
+    count every parallel stream's prompt (planner.tables.schema: profile.prompt_tokens); with a
+    shared prefix the streams prefill it once (divide by width).
     """
     strategy = strategy.lower()
     b = max(round(budget), 1)
@@ -154,7 +154,8 @@ def workload_from_profile(
             rounds = max(1, round(tokens / width / ((k + 1) * step_tokens)))
         depth = rounds
     else:
-        width = _int(config, "n") or b
+        # a pool read at budget k draws k of its n samples (its config keeps the pool's n)
+        width = b
         depth = 1
     prefill = prompt_tokens / width if shared_prefix else prompt_tokens
     verifier = uses_verifier(config, strategy)

@@ -221,10 +221,12 @@ def _search_rows(
             ("gen", "gen_flops"),
             ("ver", "verifier_flops"),
             ("tok", "gen_tokens"),
-            ("pr", "prompt_tokens"),
             ("wall", "wall_s"),
         )
     }
+    # every final row holds the run's whole prompt; each of the n beams read it (the profile's
+    # rule: every parallel stream's prompt), however many finals the run kept
+    totals["pr"] = np.array([r["prompt_tokens"].max() * float(base["n"]) for r in runs], float)
     flops = float(np.mean(totals["gen"] + totals["ver"]))
     cost = (
         flops,

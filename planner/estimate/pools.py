@@ -96,6 +96,7 @@ def pool_group(
         gen = g["gen_flops"].to_numpy(float).reshape(shape).mean(axis=1)
         ver = g["verifier_flops"].to_numpy(float).reshape(shape).mean(axis=1)
         tok = g["gen_tokens"].to_numpy(float).reshape(shape).mean(axis=1)
+        # each row holds its whole prompt, so k candidates read k prompts (the profile's rule)
         prm = g["prompt_tokens"].to_numpy(float).reshape(shape).mean(axis=1)
         wall = g["wall_s"].to_numpy(float).reshape(shape).mean(axis=1)  # NaN stays NaN
         ks = np.asarray(budgets, float)

@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 
 from planner import __version__
 from planner.errors import PlannerError
+from planner.strategies import POOL, SEARCH, STRATEGY_KINDS
 from planner.tables.fsutil import atomic_path
 from planner.tables.schema import (
     PROBLEMS,
@@ -110,8 +111,35 @@ def read_table(
     meta = read_metadata(p)
     if meta.get("table") not in (None, spec.name):
         raise PlannerError(f"{p}: holds a '{meta.get('table')}' table, expected '{spec.name}'")
-    df = table.to_pandas()
-    return validate(df, spec, str(p)), meta
+    df = validate(table.to_pandas(), spec, str(p))
+    return _from_version(df, spec, p, meta.get("schema_version", SCHEMA_VERSION)), meta
+
+
+def _from_version(df: pd.DataFrame, spec: TableSpec, path: Path, version: Any) -> pd.DataFrame:
+    """A table written under another contract version, read under this one (or refused).
+
+    Version 1 split a prompt shared by several samples rows (a pool's candidates, a search run's
+    final candidates) among them in integer parts summing to its length; its samples are read
+    with each such row's prompt made whole again (revision rows held their own prompt already),
+    and its profiles, whose prompt tokens cannot be made whole, are refused.
+    """
+    if version == SCHEMA_VERSION or spec.name not in (SAMPLES.name, PROFILE.name):
+        return df
+    if version != 1:
+        raise PlannerError(
+            f"{path}: field 'schema_version': a {spec.name} table of version {version!r}; this "
+            f"ttc reads versions 1 and {SCHEMA_VERSION} (upgrade ttc-planner)"
+        )
+    if spec.name == PROFILE.name:
+        raise PlannerError(
+            f"{path}: field 'schema_version': a profile table of version 1, whose prompt_tokens "
+            "split a prompt shared by several candidates; make it again from its samples "
+            "(ttc curves SAMPLES_DIR --out DIR)"
+        )
+    shared = df["strategy"].map(STRATEGY_KINDS).isin([POOL, SEARCH])
+    key = ["problem_id", "strategy", "config", "verifier", "run"]
+    whole = df.groupby(key, sort=False)["prompt_tokens"].transform("sum")
+    return df.assign(prompt_tokens=df["prompt_tokens"].where(~shared, whole).astype("int64"))
 
 
 def resolve_table_path(path: str | os.PathLike[str], filename: str) -> Path:

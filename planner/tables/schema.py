@@ -15,7 +15,11 @@ from typing import Any, Literal
 
 from planner.errors import PlannerError
 
-SCHEMA_VERSION = 1
+# 2: a samples row's `prompt_tokens` is its own prompt in full (version 1 split a prompt shared by
+# several rows among them) and a profile's counts every parallel stream's prompt; version-1 samples
+# are read by `planner.tables.parquet` with each shared prompt made whole again, version-1
+# profiles are refused (they are remade from their samples).
+SCHEMA_VERSION = 2
 
 Kind = Literal["str", "int", "float", "bool", "list_float"]
 
@@ -81,11 +85,14 @@ SAMPLES = TableSpec(
             "int",
             nonneg=True,
             doc=(
-                "prompt tokens attributed to this candidate: a prompt read once for several "
-                "rows (a pool's candidates, a search run's final candidates) is split among "
-                "them in integer parts that sum to its length, so the rows of one problem, "
-                "strategy, config, verifier and run sum to the prompt's length; a revision "
-                "step counts its own prompt in full"
+                "length in tokens of the prompt this row's answer was generated from, as sent to "
+                "the model: the problem's prompt for a pool's candidate or a search's final "
+                "candidate (a search's steps are its generated tokens), the revision prompt with "
+                "the earlier attempts it holds for a revision step. A prompt shared by several "
+                "rows (a pool's n candidates, a search run's final candidates, one candidate's "
+                "rows under several verifiers) is counted in full on each of them, so a sum over "
+                "rows counts the prompt every candidate read; the prompt tokens prefilled, with "
+                "a shared prompt read once, are `planner.strategies.prefilled_prompt_tokens`"
             ),
         ),
         Column(
@@ -129,7 +136,17 @@ PROFILE = TableSpec(
         ),
         Column("flops", "float", nonneg=True, doc="expected FLOPs (generation + verifier)"),
         Column("tokens", "float", nonneg=True, doc="expected generated tokens"),
-        Column("prompt_tokens", "float", nonneg=True, doc="expected prompt tokens processed"),
+        Column(
+            "prompt_tokens",
+            "float",
+            nonneg=True,
+            doc=(
+                "expected prompt tokens per query, every parallel stream's prompt counted in "
+                "full: a pool read at budget k counts its prompt k times, a search of n beams n "
+                "times, revision chains each answer's own prompt; a serving engine that shares a "
+                "prompt among streams prefills less (planner.costs.simulator)"
+            ),
+        ),
         Column(
             "wall_s",
             "float",

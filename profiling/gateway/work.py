@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from planner.strategies import CHAINS, aggregate, strategy_kind
+from planner.strategies import CHAINS, aggregate, prefilled_prompt_tokens, strategy_kind
 from profiling.backend import Backend
 from profiling.flops import forward_flops
 from profiling.gateway.choose import Pick, Spend
@@ -140,6 +140,7 @@ def strategy_rows(
     rows = STRATEGIES[strategy].run(list(problems), backend, used, dict(run_cfg))
     pos = {p.problem_id: i for i, p in enumerate(problems)}
     out: list[list[Pick]] = [[] for _ in problems]
+    prompts: list[list[tuple[int, int, int]]] = [[] for _ in problems]
     for r in rows:
         if r["verifier"] != read:
             continue
@@ -148,11 +149,14 @@ def strategy_rows(
         pick.steps[read] = list(r["step_scores"])
         pick.scores[read] = float(r["score"])
         out[i].append(pick)
+        prompts[i].append((int(r["run"]), int(r["position"]), int(r["prompt_tokens"])))
         s = spends[i]
-        s.prompt_tokens += int(r["prompt_tokens"])
         s.candidate_tokens += int(r["gen_tokens"])
         s.candidate_flops += float(r["gen_flops"])
         s.verifier_flops += float(r["verifier_flops"])
         if read != "none":
             s.verifier_tokens += int(r["prompt_tokens"]) + int(r["gen_tokens"])
+    # a row counts its whole prompt; the request is charged each prompt it prefilled once
+    for s, ps in zip(spends, prompts, strict=True):
+        s.prompt_tokens += prefilled_prompt_tokens(strategy, ps)
     return out

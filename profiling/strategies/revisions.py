@@ -10,7 +10,8 @@ prompt), `{question}` (the problem's `meta["question"]`, else its prompt) and `{
 previous answers, each rendered by `attempt_format` with `{attempt}` (the completion text),
 `{index}`, `{prompt}` and `{question}`), then the backend's prompt template. Costs are exact per
 row: each answer encodes its own prompt (identical prompts in one step, e.g. every chain's first
-answer, are encoded once and their cost spread over them) and decodes its own tokens.
+answer, are encoded once and their FLOPs spread over them) and decodes its own tokens; a row's
+`prompt_tokens` is its whole prompt, earlier attempts included.
 """
 
 from __future__ import annotations

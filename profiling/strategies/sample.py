@@ -5,7 +5,9 @@ at every k <= n from the pool, so this strategy runs once (per `runs` repetition
 
 Cost accounting: each candidate carries its own decode cost exactly (its tokens, fed with the
 KV cache at their real context lengths); the prompt is encoded once per pool (prefix sharing), so
-its tokens and FLOPs are spread evenly over the pool's rows (they sum to one prefill). Wall time
+its FLOPs are spread evenly over the pool's rows (they sum to one prefill), while every row's
+`prompt_tokens` is the whole prompt its candidate was sampled from (the samples table's rule for
+shared prompts, `planner.tables.schema`). Wall time
 of a generation batch is split over its candidates in proportion to their tokens; each verifier's
 scoring time is split over its own rows.
 """
@@ -29,7 +31,6 @@ from profiling.strategies.common import (
     row,
     row_config,
     spread_float,
-    spread_int,
     timed_score,
     verifier_list,
 )
@@ -82,14 +83,13 @@ def sample(
             cands = [make_candidate(backend, problem, g.token_ids, g.logprobs) for g in pool]
             outcomes = [judge(grader, c) for c in cands]
             prefill = forward_flops(backend.shape, plen, 0, logits=1)
-            p_tok = spread_int(plen, len(pool))
             p_flops = spread_float(prefill, len(pool))
             gen = []
             for i, g in enumerate(pool):
                 n = len(g.token_ids)
                 flops = p_flops[i] + (forward_flops(backend.shape, n - 1, plen) if n > 1 else 0.0)
                 wall = gen_wall * max(n, 1) / all_tokens
-                gen.append((p_tok[i], n, flops, wall))
+                gen.append((plen, n, flops, wall))
             scorers = verifiers or [None]
             for v in scorers:
                 if v is None:

@@ -22,7 +22,9 @@ keeps the KV rows of the partial solutions it read, so each round feeds it only 
 The first verifier guides the search; every verifier scores the final candidates (one row per
 final candidate and verifier). Costs: the run's whole cost (prompt once, every generated token
 including pruned branches and rollouts, every verifier call) is spread evenly over the run's final
-rows, so the rows of one (run, verifier) sum to the run's total.
+rows, so the rows of one (run, verifier) sum to the run's total. `prompt_tokens` is not a cost
+spread but what each final candidate was generated from: the problem's prompt, whole, on every
+row (the samples table's rule for shared prompts, `planner.tables.schema`).
 """
 
 from __future__ import annotations
@@ -371,7 +373,6 @@ def _rows(
     cands = [r.cand(f.path) for f in finals]
     outcomes = [judge(r.grader, c) for c in cands]
     k = len(finals)
-    p_tok = spread_int(len(r.prompt), k)
     g_tok = spread_int(r.gen_tokens, k)
     g_flops = spread_float(r.gen_flops, k)
     out: list[dict] = []
@@ -397,7 +398,7 @@ def _rows(
                     v.verifier_id,
                     scored[i],
                     v.agg,
-                    prompt_tokens=p_tok[i],
+                    prompt_tokens=len(r.prompt),
                     gen_tokens=g_tok[i],
                     gen_flops=g_flops[i],
                     verifier_flops=vf[i],

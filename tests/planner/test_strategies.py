@@ -15,6 +15,7 @@ from planner.strategies import (
     STRATEGY_KINDS,
     aggregate,
     aggregate_steps,
+    prefilled_prompt_tokens,
     search_budget,
     strategy_kind,
 )
@@ -66,3 +67,17 @@ def test_aggregate_steps_falls_back_to_score() -> None:
         out = aggregate_steps(steps, fallback, agg)
         assert out[1] == 0.1
         assert out[0] == aggregate(steps[0], agg) and out[2] == aggregate(steps[2], agg)
+
+
+def test_prefilled_prompt_tokens_read_each_prompt_once() -> None:
+    # (run, position, prompt_tokens): rows count their whole prompt; a prompt read once is
+    # charged once
+    pool = [(0, i, 13) for i in range(4)] + [(1, i, 13) for i in range(4)]
+    assert prefilled_prompt_tokens("sample", pool) == 26  # one prompt per run
+    assert prefilled_prompt_tokens("beam", [(0, i, 9) for i in range(3)]) == 9
+    # chains: every answer its own prompt, the chains' first answers one shared prompt
+    chains = [(c, 0, 13) for c in range(3)] + [(c, 1, 30 + c) for c in range(3)]
+    assert prefilled_prompt_tokens("revisions", chains) == 13 + 30 + 31 + 32
+    assert prefilled_prompt_tokens("dvts", []) == 0
+    with pytest.raises(PlannerError, match="unknown strategy"):
+        prefilled_prompt_tokens("mcts", pool)

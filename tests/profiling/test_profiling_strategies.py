@@ -11,12 +11,13 @@ import pytest
 from profiling_tiny import single_thread  # noqa: F401  (autouse fixture)
 
 import profiling
-from planner.strategies import SEARCH, STRATEGY_KINDS
+from planner.strategies import SEARCH, STRATEGY_KINDS, prefilled_prompt_tokens
 from planner.tables import SAMPLES, validate
 from profiling.backend import TransformersBackend
 from profiling.flops import forward_flops
 from profiling.strategies import STRATEGIES
 from profiling.strategies.common import row_config
+from profiling.strategies.revisions import RevisionsConfig, revision_prompt
 from profiling.strategies.search import BeamConfig, DVTSConfig, LookaheadConfig, SearchConfig
 from profiling.verifiers import LMCandidatePRM, SelfLikelihood
 
@@ -24,16 +25,23 @@ COMMON = {"max_step_tokens": 8, "max_new_tokens": 40, "max_rounds": 6}
 
 
 class RecordingBackend(TransformersBackend):
-    """The real backend, keeping the search states it opens (to audit their budgets)."""
+    """The real backend, keeping the search states it opens (to audit their budgets) and every
+    prompt it was sent."""
 
     def __init__(self, *a, **kw) -> None:
         super().__init__(*a, **kw)
         self.states: list = []
+        self.sent: list[list[int]] = []
 
     def start_batch(self, prompts):
+        self.sent += [list(p) for p in prompts]
         st = super().start_batch(prompts)
         self.states.append(st)
         return st
+
+    def sample(self, prompts, n, **kw):
+        self.sent += [list(p) for p in prompts]
+        return super().sample(prompts, n, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +148,11 @@ def test_sample_pool_rows_tokens_and_flops(env) -> None:
         i = int(pid[1:])
         assert g.gen_tokens.tolist() == [len(x.token_ids) for x in pools[i]]
         plen = len(prompts[i])
-        assert g.prompt_tokens.sum() == plen
+        assert (g.prompt_tokens == plen).all()  # each candidate's whole prompt
+        assert (
+            prefilled_prompt_tokens("sample", zip(g.run, g.position, g.prompt_tokens, strict=True))
+            == plen
+        )
         expected = forward_flops(backend.shape, plen, 0, logits=1) + sum(
             forward_flops(backend.shape, len(x.token_ids) - 1, plen) for x in pools[i]
         )
@@ -178,7 +190,11 @@ def _audit(backend, rows: list[dict], n: int, k: int = 0) -> None:
         assert g.gen_tokens.sum() == total  # the costs of a run sum to its total
         flops = st.flops_by[o] + sum(c.flops_by.get(o, 0.0) for c in st.children)
         assert g.gen_flops.sum() == pytest.approx(flops)
-        assert g.prompt_tokens.sum() == prompts[pid]  # the prompt is encoded once per run
+        assert (g.prompt_tokens == prompts[pid]).all()  # every final was searched from it
+        assert (
+            prefilled_prompt_tokens("beam", zip(g.run, g.position, g.prompt_tokens, strict=True))
+            == (prompts[pid])
+        )
         assert g.position.tolist() == list(range(len(g)))
     backend.states.clear()
 
@@ -238,6 +254,42 @@ def test_revisions_rows(env) -> None:
     assert last > first
     config = json.loads(df.config.iloc[0])
     assert (config["chains"], config["length"], config["window"]) == (2, 3, 4)
+
+
+def test_prompt_tokens_are_the_prompt_each_row_was_sent(env) -> None:
+    """A row's prompt_tokens is the tokenizer's length of the prompt its answer was generated
+    from, as sent to the model: a pool's and a search's the problem's prompt (whole on every
+    row), a revision step's the revision prompt holding the chain's earlier attempts."""
+    backend, verifiers, problems = env
+    tok, tpl = backend.tokenizer, backend.config.template
+    by_id = {p.problem_id: p for p in problems}
+
+    def tokenized(text: str) -> list[int]:
+        special = tpl.add_special_tokens and not tpl.chat
+        return tok(tpl.render(text, tok), add_special_tokens=special)["input_ids"]
+
+    for strategy, cfg in (("sample", {"n": 3, "max_new_tokens": 20}), ("beam", {"n": 4, "m": 2})):
+        backend.sent.clear()
+        cfg = {**COMMON, **cfg} if strategy == "beam" else cfg
+        rows = profiling.run(strategy, problems, backend, verifiers[:1], cfg)
+        for r in rows:
+            ids = tokenized(by_id[r["problem_id"]].prompt)
+            assert ids in backend.sent and r["prompt_tokens"] == len(ids)
+    backend.states.clear()
+    backend.sent.clear()
+    cfg = {"chains": 2, "length": 3, "max_new_tokens": 20, "seed": 4}
+    rows = profiling.run("revisions", problems, backend, verifiers[:1], cfg)
+    text = {(r["problem_id"], r["run"], r["position"]): r["text"] for r in rows}
+    own = {(r["problem_id"], r["run"], r["position"]): r["prompt_tokens"] for r in rows}
+    for r in rows:
+        pid, chain, step = r["problem_id"], r["run"], r["position"]
+        earlier = [text[(pid, chain, t)] for t in range(step)]
+        ids = tokenized(revision_prompt(RevisionsConfig(**cfg), by_id[pid], earlier))
+        assert ids in backend.sent and r["prompt_tokens"] == len(ids)
+        if step:  # it holds the previous prompt's attempts and the latest one
+            latest = len(tok(earlier[-1], add_special_tokens=False)["input_ids"])
+            assert r["prompt_tokens"] >= own[(pid, chain, step - 1)] + latest
+    assert len(backend.sent) == len(rows)  # one request per answer, each checked above
 
 
 @pytest.mark.parametrize("strategy,extra", [("beam", {}), ("lookahead", {"k": 1}), ("dvts", {})])

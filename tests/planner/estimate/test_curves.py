@@ -281,3 +281,45 @@ def test_deterministic_for_a_seed():
         df.sample(frac=1.0, random_state=1), CurveOptions(mc_samples=200, seed=3)
     )
     pd.testing.assert_frame_equal(a, b)
+
+
+def test_profile_prompt_tokens_count_every_streams_prompt():
+    # Each samples row holds its whole prompt (5 tokens here; a revision step's holds the earlier
+    # attempt too). The profile counts every parallel stream's prompt, and the cost simulator,
+    # dividing by the width, prefills a shared prompt once.
+    from planner.costs.simulator import workload_from_profile
+
+    pool = [_row("p", "sample", {"n": 4}, 0, i, "7", True, 0.5) for i in range(4)]
+    dvts = [
+        _row("p", "dvts", {"n": 4, "m": 2}, r, i, "7", True, 0.5) for r in (0, 1) for i in (0, 1)
+    ]
+    chains = [
+        {
+            **_row("p", "revisions", {"chains": 2, "length": 2}, c, pos, "7", True, 0.5),
+            "prompt_tokens": t,
+        }
+        for c in (0, 1)
+        for pos, t in enumerate((5, 12 + c))
+    ]
+    prof = profile_from_samples(pd.DataFrame(pool + dvts + chains))
+    cfg = prof["config"].map(json.loads)
+    maj = prof[cfg.map(lambda c: c["select"]) == "majority"]
+    got = {
+        (s, c.get("chains"), c.get("length"), b): p
+        for s, c, b, p in zip(
+            maj["strategy"],
+            maj["config"].map(json.loads),
+            maj["budget"],
+            maj["prompt_tokens"],
+            strict=True,
+        )
+    }
+    assert [got[("sample", None, None, k)] for k in (1.0, 2.0, 4.0)] == [5.0, 10.0, 20.0]
+    assert got[("dvts", None, None, 4.0)] == 20.0  # 4 beams read it, though 2 finals remain
+    assert got[("revisions", 1, 1, 1.0)] == 5.0
+    assert got[("revisions", 1, 2, 2.0)] == pytest.approx(17.5)  # 5 + (12 or 13)
+    assert got[("revisions", 2, 2, 4.0)] == pytest.approx(35.0)
+    for (strategy, *_, budget), p in got.items():
+        if strategy != "revisions":
+            c = {"n": 4, "m": 2} if strategy == "dvts" else {"n": 4, "select": "majority"}
+            assert workload_from_profile(strategy, c, budget, 8.0 * budget, p).prompt_tokens == 5.0

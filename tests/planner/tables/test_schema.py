@@ -39,7 +39,7 @@ def test_round_trip_with_metadata_and_byte_identical(tmp_path):
     write_table(df, tmp_path / "b.parquet", SAMPLES, meta)
     assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
     back, got = read_table(tmp_path / "a.parquet", SAMPLES)
-    assert got["model_id"] == "tiny" and got["table"] == "samples" and got["schema_version"] == 1
+    assert got["model_id"] == "tiny" and got["table"] == "samples" and got["schema_version"] == 2
     assert back["step_scores"].tolist() == [[0.1, 0.5], [], [0.9]]
     assert back["answer"].tolist() == ["1", None, "3"]
     assert back["correct"].dtype == bool
