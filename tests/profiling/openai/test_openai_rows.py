@@ -1,19 +1,23 @@
 """Rows made through a real vLLM server can be recomputed: an answer's text keeps the special
 tokens the policy sampled (so it encodes back to its ids, and a likelihood verifier rescoring the
-text equals the policy's own log-probs), `prompt_tokens` follow the schema's rule for shared
-prompts, and an answer cut by the server's length names the limit that was hit."""
+text equals the policy's own log-probs), `prompt_tokens` is the prompt each answer was generated
+from as the server counted it (a revision's with its earlier attempts), and an answer cut by the
+server's length names the limit that was hit."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
+from transformers import AutoTokenizer
 from vllm_servers import Served, long_prompts
 
 from models.testbed.tokenizer import STEP_TAG, UNK_TOKEN
 from planner.errors import PlannerError
+from planner.strategies import prefilled_prompt_tokens
 from profiling import SelfLikelihood, run
 from profiling.openai import OpenAIBackend, open_backend, open_verifier
+from profiling.strategies.revisions import RevisionsConfig, revision_prompt
 from profiling.sweep.datasets import DataSpec, load_problems
 from profiling.verifiers import LikelihoodVerifier
 
@@ -59,21 +63,65 @@ def test_answers_keep_sampled_special_tokens_and_rescore_as_sampled(
     assert special >= 10, special  # the check above ran on answers holding special tokens
 
 
-def test_prompt_tokens_follow_the_schema_for_shared_prompts(
-    served: OpenAIBackend, vllm_policy: Served
+def test_prompt_tokens_are_the_prompts_the_server_counted(
+    served: OpenAIBackend, vllm_policy: Served, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A pool's candidates and a search run's finals share one prompt, read once: their rows
-    # split its length (planner.tables.schema: samples.prompt_tokens).
+    # A row's prompt_tokens is the length of the prompt its answer was generated from, whole on
+    # every row that shares it (planner.tables.schema: samples.prompt_tokens): the server's own
+    # count of a request that was sent, and the tokenizer's length of the prompt text.
+    counted: dict[tuple[int, ...], int] = {}
+    plain = served.client.post_many
+
+    def recording(path: str, bodies: list[dict[str, Any]]) -> list[Any]:
+        answers = plain(path, bodies)
+        for b, a in zip(bodies, answers, strict=True):
+            counted[tuple(b["prompt"])] = int(a["usage"]["prompt_tokens"])
+        return answers
+
+    monkeypatch.setattr(served.client, "post_many", recording)
+    tok = AutoTokenizer.from_pretrained(vllm_policy.model_dir)
+    tpl = served.config.template
+
+    def sent_as(text: str) -> int:
+        special = tpl.add_special_tokens and not tpl.chat
+        ids = tok(tpl.render(text, tok), add_special_tokens=special)["input_ids"]
+        assert tuple(ids) in counted, "no request was sent with this prompt"
+        assert counted[tuple(ids)] == len(ids)
+        return len(ids)
+
     problems = load_problems(DataSpec(source="testbed", n=3)).problems
+    by_id = {p.problem_id: p for p in problems}
     for strategy, config in (
         ("sample", {"n": 5, "max_new_tokens": 32}),
         ("beam", {"n": 4, "m": 2, "max_rounds": 3, "max_new_tokens": 32}),
     ):
+        counted.clear()
         rows = run(strategy, problems, served, [SelfLikelihood()], {**config, "seed": 1})
+        for r in rows:
+            assert r["prompt_tokens"] == sent_as(by_id[r["problem_id"]].prompt)
+        # the problem's prompt was prefilled once per problem: what the gateway charges
         for p in problems:
-            mine = [r["prompt_tokens"] for r in rows if r["problem_id"] == p.problem_id]
-            assert sum(mine) == len(served.prompt_ids(p))
-            assert max(mine) - min(mine) <= 1
+            mine = [
+                (r["run"], r["position"], r["prompt_tokens"])
+                for r in rows
+                if r["problem_id"] == p.problem_id
+            ]
+            assert prefilled_prompt_tokens(strategy, mine) == len(served.prompt_ids(p))
+    # a revision step's prompt holds the chain's earlier attempts
+    counted.clear()
+    cfg = {"chains": 2, "length": 3, "max_new_tokens": 24, "seed": 2}
+    rows = run("revisions", problems, served, [SelfLikelihood()], cfg)
+    text = {(r["problem_id"], r["run"], r["position"]): r["text"] for r in rows}
+    own = {(r["problem_id"], r["run"], r["position"]): r["prompt_tokens"] for r in rows}
+    assert len(rows) == len(problems) * 2 * 3
+    for r in rows:
+        pid, chain, step = r["problem_id"], r["run"], r["position"]
+        earlier = [text[(pid, chain, t)] for t in range(step)]
+        prompt = revision_prompt(RevisionsConfig(**cfg), by_id[pid], earlier)
+        assert r["prompt_tokens"] == sent_as(prompt)
+        if step:  # one more attempt (with the problem's prompt before it) than the last step's
+            base = len(served.prompt_ids(by_id[pid]))
+            assert r["prompt_tokens"] >= own[(pid, chain, step - 1)] + base
 
 
 def test_a_search_cut_by_max_model_len_names_the_per_step_limit(
