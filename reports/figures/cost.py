@@ -40,8 +40,9 @@ def cost_table(
     slo_s: float | None = None,
     bins: str = "oracle",
 ) -> pd.DataFrame:
-    """One row per hardware profile and option: accuracy (%), $ per 1k queries, latency per
-    query (s) and whether the SLO is met, from `planner.costs.cost_rows`."""
+    """One row per hardware profile and option: accuracy (%), $ per 1k queries (NaN where the
+    hardware has no price per hour; `cost` says it in words), latency per query (s) and whether
+    the SLO is met, from `planner.costs.cost_rows`."""
     spec = load_model(model)
     bp = bin_options(profile, problems, bins, "profile")
     rows = []
@@ -50,6 +51,9 @@ def cost_table(
         for r in cost_rows(bp, spec, hw, slo_s=slo_s):
             cfg = canonical_config(r["config"])
             p = config_parts(cfg)
+            # Without a price per hour the simulator's dollars are 0: no figure to show or plot.
+            priced = hw.usd_per_hour > 0
+            usd = r["usd_per_1k_queries"] if priced else float("nan")
             rows.append(
                 {
                     "hardware": hw.name,
@@ -58,10 +62,11 @@ def cost_table(
                     "config": cfg,
                     "budget": r["budget"],
                     "acc": 100 * r["accuracy"],
-                    "usd_per_1k": r["usd_per_1k_queries"],
+                    "usd_per_1k": usd,
+                    "cost": f"{usd:.3g} $ per 1k queries" if priced else "no price per hour",
                     "latency_s": r["latency_s"],
                     "meets_slo": bool(r["meets_slo"]),
-                    "priced": hw.usd_per_hour > 0,
+                    "priced": priced,
                 }
             )
     out = pd.DataFrame(rows)
@@ -83,7 +88,8 @@ def cost_tradeoff(
         raise Missing("no option to price")
     hw_sort = sorted(data["hardware"].unique())
     strategies = sorted(data["strategy"].unique())
-    tip = ["hardware:N", "series:N", "budget:Q", "acc:Q", "usd_per_1k:Q", "latency_s:Q"]
+    # `cost` in words, so that a point of unpriced hardware never shows a dollar figure.
+    tip = ["hardware:N", "series:N", "budget:Q", "acc:Q", "cost:N", "latency_s:Q"]
 
     def panel(rows: pd.DataFrame, field: str, title: str) -> alt.Chart:
         return (

@@ -235,6 +235,16 @@ def test_cost_panel_leaves_out_hardware_without_a_price_and_says_so(
     assert set(usd.data["hardware"]) == {"h100-sxm"} and (usd.data["usd_per_1k"] > 0).all()
     assert set(lat.data["hardware"]) == {"h100-sxm", "this-machine"}
     assert row.title.text == note and row.title.orient == "bottom"  # under the panels
+    # its points on the latency panel show no dollars (a tooltip said 0 before): NaN, in words
+    cpu_rows = lat.data[lat.data["hardware"] == "this-machine"]
+    assert cpu_rows["usd_per_1k"].isna().all()
+    assert set(cpu_rows["cost"]) == {"no price per hour"}
+    assert lat.data.loc[lat.data["priced"], "cost"].str.endswith(" $ per 1k queries").all()
+    rows = [r for data in d["datasets"].values() for r in data if r["hardware"] == "this-machine"]
+    assert rows and all(r["usd_per_1k"] is None for r in rows)
+    assert "usd_per_1k" not in {
+        t["field"] for t in d["vconcat"][0]["hconcat"][1]["encoding"]["tooltip"]
+    }
     # every hardware priced: no note, the two panels side by side as before
     priced = cost_tradeoff(synth.profile, synth.problems, "qwen2.5-1.5b", ["h100-sxm", "l4"])
     assert "usermeta" not in priced.to_dict() and len(priced.hconcat) == 2
