@@ -191,7 +191,8 @@ def find_flips(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def tokens_by_strategy(bp: BinnedProfile) -> dict[str, dict[str, float]]:
     """Prompt + generated tokens per query of each strategy at its smallest and largest budget
-    (problem-weighted means over bins)."""
+    (problem-weighted means over bins; every parallel stream's prompt counted, as the profile
+    counts it, so a pool of k pays its prompt k times)."""
     opts = bp.options.assign(
         total=bp.options["tokens"] + bp.options["prompt_tokens"],
         w=bp.options["bin"].map(bp.weights),
