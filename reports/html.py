@@ -60,7 +60,7 @@ _EMBED = """
     } catch (e) { fail(name, e); }
   });
   Promise.all(pending).then(function () {
-    var root = document.documentElement;
+    var root = document.scrollingElement || document.documentElement;
     document.body.setAttribute("data-overflow-x", String(root.scrollWidth - root.clientWidth));
     document.body.setAttribute("data-rendered", String(charts.length - errors.length));
   });

@@ -9,7 +9,6 @@ it is missing this test is skipped, except in CI, where it fails.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -17,8 +16,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from planner.data import shipped_dir
-from report_runs import full_run
+from report_runs import run_with_costs
 
 from reports.build import build_report
 from reports.figures import FIGURES
@@ -78,24 +76,9 @@ def _overflow(dom: str) -> int:
     return int(found.group(1))
 
 
-def _run_with_costs(root: Path) -> Path:
-    """The full run with what `ttc demo` adds for the cost figure (the widest one): a served model
-    and this CPU as `ttc calibrate` records it, at $0/h unless told a price."""
-    run = root / "run"
-    shutil.copytree(full_run(), run)
-    cpu = json.loads((shipped_dir("hardware") / "l4.json").read_text(encoding="utf-8"))
-    cpu["name"] = "this-machine"
-    cpu["usd_per_hour"] = {"value": 0.0, "source": "given to ttc calibrate (--usd-per-hour)"}
-    (run / "hardware").mkdir()
-    (run / "hardware" / "this-machine.json").write_text(json.dumps(cpu), encoding="utf-8")
-    context = {"model": "qwen2.5-1.5b", "cpu_hardware": "hardware/this-machine.json", "slo_s": 10}
-    (run / "report.json").write_text(json.dumps(context), encoding="utf-8")
-    return run
-
-
 def test_every_chart_renders_offline_in_chromium(tmp_path: Path) -> None:
     browser = _chromium()
-    run = _run_with_costs(tmp_path)
+    run = run_with_costs(tmp_path)
     rep = build_report(run, tmp_path / "report", figures=FIGURES, images=False)
     (cost,) = [f for f in rep.summary["figures"] if f["name"] == "cost"]
     assert cost["drawn"] and "this-machine" in cost["note"], cost

@@ -4,16 +4,19 @@
 policy evaluated on held-out problems (evaluation.json), as `ttc demo` lays a run out.
 `qwen_run`: the Qwen2.5-Math RM@8 dump in ../shared imported, then `ttc curves` and
 `ttc plan --bin-by level`: what a user gets from a dump made elsewhere (no FLOPs, no policy).
+`run_with_costs`: a copy of the full run with what `ttc demo` adds for the cost figure.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import shutil
 import tempfile
 from pathlib import Path
 
 from click.testing import CliRunner
+from planner.data import shipped_dir
 from policy_data import built_policy_dirs
 
 from planner.cli import main
@@ -62,3 +65,21 @@ def qwen_run() -> Path:
     plan = ["--out", str(root / "plan"), "--bin-by", "level", "--n-boot", "200"]
     _invoke(["plan", str(root / "profile"), *plan])
     return root
+
+
+def run_with_costs(root: Path, cpu_flops_per_s: float | None = None) -> Path:
+    """A copy of the full run under `root` with what `ttc demo` adds for the cost figure: a served
+    model, an SLO and this CPU as `ttc calibrate` records it (at $0/h unless told a price);
+    `cpu_flops_per_s` stands for another calibration's measured peak."""
+    run = root / "run"
+    shutil.copytree(full_run(), run)
+    cpu = json.loads((shipped_dir("hardware") / "l4.json").read_text(encoding="utf-8"))
+    cpu["name"] = "this-machine"
+    cpu["usd_per_hour"] = {"value": 0.0, "source": "given to ttc calibrate (--usd-per-hour)"}
+    if cpu_flops_per_s is not None:
+        cpu["peak_flops_per_s"] = {"value": cpu_flops_per_s, "source": "measured (ttc calibrate)"}
+    (run / "hardware").mkdir()
+    (run / "hardware" / "this-machine.json").write_text(json.dumps(cpu), encoding="utf-8")
+    context = {"model": "qwen2.5-1.5b", "cpu_hardware": "hardware/this-machine.json", "slo_s": 10}
+    (run / "report.json").write_text(json.dumps(context), encoding="utf-8")
+    return run
