@@ -41,7 +41,8 @@ import pandas as pd
 from planner.estimate import CurveOptions, profile_from_samples
 from planner.estimate.difficulty import add_predicted_bins, build_problems
 from planner.estimate.probes import probe_cost, probe_verifiers
-from planner.optimize import PlanOptions, make_plan
+from planner.optimize import PlanOptions, make_plan, options_from_summary
+from planner.optimize.grid import build_grid
 from planner.policy import Policy
 from planner.policy.build import build_policy
 from planner.policy.evaluate import evaluate_policy
@@ -116,6 +117,28 @@ def _single_heldout(
     return float(held.mean()), f"{best[0]}@{best[2]:g} {best[1]}"
 
 
+def _oracle_gain(prof: pd.DataFrame, problems: pd.DataFrame, plan_dir: Path) -> dict:
+    """Per plan budget, in sample on the fit half: the best option per predicted bin (the
+    probes charged as the plan charges them) minus the best single option (no probes): what a
+    per-bin choice could gain at most."""
+    summary = json.loads((plan_dir / SUMMARY_FILE).read_text())
+    g = build_grid(prof, problems, options_from_summary(summary))
+    out = {}
+    for t in summary["budgets"]:
+        per_bin = 0.0
+        for b in range(len(g.bin_labels)):
+            rows = g.bins == b
+            ok = g.deployable & (g.cost <= t * (1 + 1e-9))
+            if ok.any():
+                per_bin += rows.sum() * g.acc[rows][:, ok].mean(axis=0).max()
+            else:
+                per_bin = float("nan")
+        ok = g.deployable & (g.gen_cost <= t * (1 + 1e-9))
+        single = g.acc[:, ok].mean(axis=0).max()
+        out[float(t)] = per_bin / len(g.pids) - single
+    return out
+
+
 def run_one(
     samples: pd.DataFrame,
     prof_all: pd.DataFrame,
@@ -151,6 +174,7 @@ def run_one(
         policy, samples[samples["problem_id"].isin(held_ids)], n_boot=n_boot, seed=seed
     )
     out = {"n": len(ids), "seed": seed, "rule": rule, "budgets": []}
+    oracle = _oracle_gain(prof_fit, pf, plan_dir)
     curves, _ = read_table(plan_dir / PLAN_CURVES_FILE, PLAN_CURVES)
     cv = curves.pivot(index="budget", columns="method", values="accuracy")
     for e in ev["budgets"]:
@@ -183,6 +207,7 @@ def run_one(
                 "single": name,
                 "probe": probed,
                 "covered": cover,
+                "oracle_gain": oracle.get(t),
             }
         )
     return out
@@ -258,6 +283,12 @@ def _summary(results: list[dict]) -> None:
                 )
                 + f"coverage {100 * np.mean(cov):.1f}% of {len(cov)} intervals"
             )
+            big = [b for b in bs if (b["oracle_gain"] or 0) > 0.03]
+            if big:
+                print(
+                    f"   per-bin oracle gains > 3 points at {len(big)} budgets; the plan chose "
+                    f"per-bin options at {sum(b['probe'] for b in big)} of them"
+                )
 
 
 if __name__ == "__main__":
