@@ -59,6 +59,17 @@ def main(argv: list[str] | None = None) -> int:
         default=1.0,
         help="sampling temperature of the revision chains (the harness samples at 0.8)",
     )
+    ap.add_argument(
+        "--reviser-only",
+        action="store_true",
+        help="only the reviser's figures (chains and context table) on the easy and medium levels",
+    )
+    ap.add_argument(
+        "--reviser", type=Path, help="a reviser model directory (default: the testbed's reviser)"
+    )
+    ap.add_argument(
+        "--chains", type=int, help="revision chains per question (default: samples / 4)"
+    )
     ap.add_argument("--json", type=Path, help="also write every figure to this JSON file")
     args = ap.parse_args(argv)
 
@@ -67,8 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from models.testbed import ensure_testbed
-    from models.testbed.metrics import GROUPS
-    from models.testbed.quality import eval_problems, evaluate_run
+    from models.testbed.quality import evaluate_run
 
     torch.set_num_threads(
         int(os.environ.get("TTC_TESTBED_THREADS", "1"))
@@ -78,33 +88,48 @@ def main(argv: list[str] | None = None) -> int:
     )
     man_path = tb / "manifest.json"
     manifest = json.loads(man_path.read_text()) if man_path.exists() else None
-    names = (
-        ["policy", "large"]
-        + ([] if args.no_prm else ["prm"])
-        + ([] if args.no_reviser else ["reviser"])
-    )
+    names = ["policy", "large"] + ([] if args.no_prm else ["prm"])
+    reviser_dir = args.reviser or tb / "reviser"
     t0 = time.perf_counter()
-    res = evaluate_run(
-        {n: tb / n for n in names},
-        args.problems_per_level,
-        args.samples,
-        args.k,
-        seed=args.seed,
-        progress=True,
-        reviser_temperature=args.reviser_temperature,
+    res = (
+        {}
+        if args.reviser_only
+        else evaluate_run(
+            {n: tb / n for n in names},
+            args.problems_per_level,
+            args.samples,
+            args.k,
+            seed=args.seed,
+            progress=True,
+        )
     )
+    if not args.no_reviser:
+        res["reviser"] = _reviser_chains(args, reviser_dir)
     took = time.perf_counter() - t0
-    pol, big, mf = res["policy"], res["large"], res["matched_flops"]
-    k, n = args.k, args.samples
     if manifest is None:
         print(f"\ntestbed {tb} (no manifest.json: models only)")
     else:
         _header(tb, manifest)
     print(
-        f"evaluation: {args.problems_per_level} questions/level, {n} samples each, "
-        f"k={k}, {took:.0f} s\n"
+        f"evaluation: {args.problems_per_level} questions/level, {args.samples} samples each, "
+        f"k={args.k}, {took:.0f} s\n"
     )
+    checks = [] if args.reviser_only else _policy_figures(res, args.k)
+    rev = res.get("reviser")
+    if rev:
+        res["reviser_context"] = _print_reviser(rev, reviser_dir, args)
+        checks += _reviser_checks(rev)
+    print("\ntargets")
+    for text, ok in checks:
+        print(f"  [{'PASS' if ok else 'FAIL'}] {text}")
+    if args.json:
+        args.json.write_text(json.dumps(res, indent=2, sort_keys=True))
+    return 0
 
+
+def _policy_figures(res: dict, k: int) -> list[tuple[str, bool]]:
+    """Print the policy's, the larger LM's and the verifiers' tables; return their targets."""
+    pol, big, mf = res["policy"], res["large"], res["matched_flops"]
     verifiers = [v for v in ("large_likelihood", "prm_last") if v in pol["levels"]["1"]]
     print(
         "level | policy pass@1 pass@n chain@n lucky | large pass@1 pass@n | "
@@ -144,59 +169,6 @@ def main(argv: list[str] | None = None) -> int:
             + f" | {_f(mfr.get('large_majority_at_matched_flops'))} ({mfr.get('k_large', '-')})"
         )
 
-    rev = res.get("reviser")
-    if rev:
-        print(
-            f"\nreviser: accuracy by position in a chain of {rev['length']} (first attempt, then "
-            f"revisions), temperature {rev.get('temperature', 1.0)}"
-        )
-        for name, f in [
-            *rev["groups"].items(),
-            *[(f"L{lv}", f) for lv, f in rev["levels"].items()],
-        ]:
-            d = f.get("last_minus_first") or {"mean": f["last"] - f["first"], "ci95": None}
-            ci = "n/a" if d["ci95"] is None else f"{d['ci95']:.3f}"
-            m = f.get("m")
-            sel = (
-                f"  chain majority@{m} {f[f'chain_majority@{m}']:.3f} vs parallel "
-                f"{f[f'parallel_majority@{m}']:.3f}"
-                if m
-                else ""
-            )
-            print(
-                f"{name:>11s} | first {f['first']:.3f}  last {f['last']:.3f} ({d['mean']:+.3f} ± "
-                f"{ci})  by position {f['by_position']}{sel}"
-            )
-
-    if rev:
-        from models.testbed.checkpoints import load_hf_model
-        from models.testbed.reviser import context_effect
-
-        print(
-            "\nreviser: accuracy with 4 of its own first attempts in context, by how many are "
-            "right, against no context on the same questions (paired, ± 95% CI)"
-        )
-        ctx = context_effect(
-            load_hf_model(tb / "reviser"),
-            [
-                p
-                for p in eval_problems(args.seed, args.problems_per_level)
-                if p.level in GROUPS["easy"] + GROUPS["medium"]
-            ],
-            seed=args.seed,
-            temperature=args.reviser_temperature,
-        )
-        res["reviser_context"] = ctx
-        for g, f in ctx["groups"].items():
-            cells = [
-                f"{k} right: {r['accuracy']:.3f} ({r['minus_none']['mean']:+.3f} ± "
-                f"{r['minus_none']['ci95']:.3f}, {r['questions']} q)"
-                for k, r in f["by_right_in_context"].items()
-                if r["questions"] > 1
-            ]
-            print(f"{g:>11s} | none {f['none']:.3f} | " + " | ".join(cells))
-
-    # The issue's targets.
     lv = sorted(pol["levels"], key=int)
     best = max(
         verifiers,
@@ -234,36 +206,133 @@ def main(argv: list[str] | None = None) -> int:
                 d["mean"] >= 0.05,
             )
         )
-    if rev:
-        groups = [rev["groups"][g] for g in ("easy", "medium") if g in rev["groups"]]
+    return checks
+
+
+def _easy_and_medium(problems: list) -> list:
+    from models.testbed.metrics import GROUPS
+
+    return [p for p in problems if p.level in GROUPS["easy"] + GROUPS["medium"]]
+
+
+def _reviser_chains(args: argparse.Namespace, reviser_dir: Path) -> dict:
+    """Revision chains of 5 attempts on the evaluation questions (easy and medium levels only
+    with --reviser-only: the same questions as a full run's, fewer levels)."""
+    from models.testbed.checkpoints import load_hf_model
+    from models.testbed.quality import eval_problems
+    from models.testbed.reviser_eval import evaluate_reviser
+
+    problems = eval_problems(args.seed, args.problems_per_level)
+    if args.reviser_only:
+        problems = _easy_and_medium(problems)
+    print(f"[quality] revision chains ({reviser_dir})", flush=True)
+    return evaluate_reviser(
+        load_hf_model(reviser_dir),
+        problems,
+        chains=args.chains or max(1, args.samples // 4),
+        seed=args.seed,
+        temperature=args.reviser_temperature,
+    )
+
+
+def _rate(r: dict) -> str:
+    if r["rate"] is None:
+        return "   -  "
+    return f"{r['rate']:.3f} [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]"
+
+
+def _print_reviser(rev: dict, reviser_dir: Path, args: argparse.Namespace) -> dict:
+    """Print the chains' figures and the context table; return the context table's figures."""
+    from models.testbed.checkpoints import load_hf_model
+    from models.testbed.quality import eval_problems
+    from models.testbed.reviser_eval import context_effect
+
+    print(
+        f"\nreviser: accuracy by position in a chain of {rev['length']} (first attempt, then "
+        f"revisions), temperature {rev['temperature']}; last - first and chain - parallel "
+        "majority paired per question, ± 95% CI"
+    )
+    named = [*rev["groups"].items(), *[(f"L{lv}", f) for lv, f in rev["levels"].items()]]
+    for name, f in named:
+        d, m = f["last_minus_first"], f["m"]
+        cp = f["chain_minus_parallel"]
+        print(
+            f"{name:>11s} | first {f['first']:.3f}  last {f['last']:.3f} ({d['mean']:+.3f} ± "
+            f"{_f(d['ci95'], 5)}, {f['questions']} q x {f['chains'] // f['questions']} chains)  "
+            f"by position {f['by_position']}  chain majority@{m} {f[f'chain_majority@{m}']:.3f} "
+            f"vs parallel {f[f'parallel_majority@{m}']:.3f} ({cp['mean']:+.3f} ± "
+            f"{_f(cp['ci95'], 5)})"
+        )
+    print(
+        "\nreviser: per step, the share of right attempts revised into wrong ones and of wrong "
+        "ones revised into right ones (95% bootstrap CI over questions)"
+    )
+    for name, f in named:
+        t = f["transitions"]
+        steps = "  ".join(
+            f"{i + 1}: {_rate(s['right_to_wrong'])[:5]}/{_rate(s['wrong_to_right'])[:5]}"
+            for i, s in enumerate(t["by_step"])
+        )
+        print(
+            f"{name:>11s} | right->wrong {_rate(t['all_steps']['right_to_wrong'])}  "
+            f"wrong->right {_rate(t['all_steps']['wrong_to_right'])} | by step (r->w/w->r) " + steps
+        )
+    print(
+        "\nreviser: accuracy with 4 of its own first attempts in context, by how many are "
+        "right, against no context on the same questions (paired, ± 95% CI)"
+    )
+    ctx = context_effect(
+        load_hf_model(reviser_dir),
+        _easy_and_medium(eval_problems(args.seed, args.problems_per_level)),
+        seed=args.seed,
+        temperature=args.reviser_temperature,
+    )
+    for g, f in ctx["groups"].items():
+        cells = [
+            f"{k} right: {r['accuracy']:.3f} ({r['minus_none']['mean']:+.3f} ± "
+            f"{r['minus_none']['ci95']:.3f}, {r['questions']} q)"
+            for k, r in f["by_right_in_context"].items()
+            if r["questions"] > 1
+        ]
+        print(f"{g:>11s} | none {f['none']:.3f} | " + " | ".join(cells))
+    return ctx
+
+
+def _reviser_checks(rev: dict) -> list[tuple[str, bool]]:
+    """The revision goals: the last of 5 attempts >= 5 points above the first on easy levels and
+    not below it on medium; more wrong attempts revised into right ones than the reverse; the
+    answer picked within a chain against the same number of parallel samples."""
+    g = rev["groups"]
+    checks = []
+    if "easy" in g:
+        d = g["easy"]["last_minus_first"]["mean"]
+        checks.append((f"reviser: last - first >= +0.05 on easy ({d:+.3f})", d >= 0.05))
+    if "medium" in g:
+        d = g["medium"]["last_minus_first"]["mean"]
+        checks.append((f"reviser: last - first >= 0 on medium ({d:+.3f})", d >= 0))
+    for name in ("easy", "medium"):
+        if name in g:
+            t = g[name]["transitions"]["all_steps"]
+            r2w, w2r = t["right_to_wrong"]["rate"], t["wrong_to_right"]["rate"]
+            if r2w is not None and w2r is not None:
+                checks.append(
+                    (
+                        f"reviser: wrong->right rate above right->wrong on {name} "
+                        f"({w2r:.3f} vs {r2w:.3f})",
+                        w2r > r2w,
+                    )
+                )
+    groups = [g[n] for n in ("easy", "medium") if n in g]
+    if groups:
+        m = groups[0]["m"]
         checks.append(
             (
-                "reviser: last attempt above first on easy and medium",
-                all(f["last"] > f["first"] for f in groups),
+                f"reviser: chain majority@{m} >= parallel majority@{m} (same samples) on easy "
+                "and medium",
+                all(f[f"chain_majority@{m}"] >= f[f"parallel_majority@{m}"] for f in groups),
             )
         )
-        if groups and groups[0].get("m"):
-            m = groups[0]["m"]
-            checks.append(
-                (
-                    f"reviser: answer picked in the chain (majority@{m}) above the first "
-                    "attempt on easy and medium",
-                    all(f[f"chain_majority@{m}"] > f["first"] for f in groups),
-                )
-            )
-            checks.append(
-                (
-                    f"reviser: chain majority@{m} >= parallel majority@{m} (same "
-                    "samples) on easy and medium",
-                    all(f[f"chain_majority@{m}"] >= f[f"parallel_majority@{m}"] for f in groups),
-                )
-            )
-    print("\ntargets")
-    for text, ok in checks:
-        print(f"  [{'PASS' if ok else 'FAIL'}] {text}")
-    if args.json:
-        args.json.write_text(json.dumps(res, indent=2, sort_keys=True))
-    return 0
+    return checks
 
 
 if __name__ == "__main__":

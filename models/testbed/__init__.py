@@ -7,7 +7,8 @@ cached run directory. Task, grader and step checker live in `models.testbed.task
 Modules, leaves first (each imports only modules to its left):
 `task`, `tokenizer`, `metrics` (estimators) -> `modeling` (shapes, training loop), `checkpoints`
 (save/load), `generation` (sampling), `verifiers` -> `settings` (per scale; cache keys) ->
-`prm`, `reviser` -> `quality` -> `stages` -> `train` (cache, manifest).
+`prm`, `reviser` (its prompt and data in `revision_data`, its figures in `reviser_eval`) ->
+`quality` -> `stages` -> `train` (cache, manifest).
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from models.testbed.checkpoints import load_hf_model
 from models.testbed.generation import sample_completions
 from models.testbed.metrics import GROUPS, grouped_auroc, mean_with_ci, subset_accuracy
 from models.testbed.modeling import count_params
-from models.testbed.reviser import evaluate_reviser
+from models.testbed.reviser_eval import evaluate_reviser
 from models.testbed.settings import TestbedSettings
 from models.testbed.task import TestbedProblem
 from models.testbed.tokenizer import CharCodec

@@ -39,17 +39,13 @@ from __future__ import annotations
 
 import random
 import time
-from collections import defaultdict
-from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from models.testbed import task
 from models.testbed.checkpoints import load_model, save_model
-from models.testbed.generation import max_new_tokens_for, sample_chunked, sample_completions
-from models.testbed.metrics import GROUPS, mean_with_ci, vote
+from models.testbed.generation import sample_completions
 from models.testbed.modeling import (
     count_params,
     length_grouped,
@@ -59,120 +55,18 @@ from models.testbed.modeling import (
     pad_batch,
     train_loop,
 )
+from models.testbed.revision_data import (
+    ATTEMPT_FORMAT,
+    MAX_ATTEMPTS,
+    REVISER_PROMPT_FORMAT,
+    contrast_examples,
+    revision_examples,
+    sampled_context_examples,
+)
 from models.testbed.settings import TestbedSettings
-from models.testbed.tokenizer import EOS_TOKEN, CharCodec
+from models.testbed.tokenizer import CharCodec
 
-MAX_ATTEMPTS = 4
-# The harness's templates (profiling.strategies.revisions): attempts, each after the prompt and
-# ended by <eos> as in the packed pretraining rows, then the prompt again.
-ATTEMPT_FORMAT = "{prompt}{attempt}" + EOS_TOKEN
-REVISER_PROMPT_FORMAT = "{attempts}{prompt}"
 REVISER_SEED_OFFSET = 3_000_017
-MAX_PROMPT_TOKENS = 760  # leaves room for a level-8 answer within the 1024 positions
-
-
-def _clean(attempt: str) -> str:
-    """An attempt as shown in context: its lines up to the answer line."""
-    lines = [line for line in attempt.split(task.STEP_DELIMITER) if line.strip()]
-    for i, line in enumerate(lines):
-        if task.is_answer_line(line):
-            lines = lines[: i + 1]
-            break
-    return task.STEP_DELIMITER.join(lines)
-
-
-def format_reviser_prompt(question: str, attempts: Sequence[str]) -> str:
-    """The reviser's prompt: the question, then the (at most 4) most recent attempts, oldest first.
-
-    Oldest attempts are dropped while the prompt would exceed MAX_PROMPT_TOKENS characters.
-    """
-    kept = [_clean(a) for a in attempts[-MAX_ATTEMPTS:]]
-    prompt = task.format_prompt(question)
-    while True:
-        text = REVISER_PROMPT_FORMAT.format(
-            prompt=prompt,
-            attempts="".join(ATTEMPT_FORMAT.format(prompt=prompt, attempt=a) for a in kept),
-        )
-        if len(text) <= MAX_PROMPT_TOKENS or not kept:
-            return text
-        kept = kept[1:]
-
-
-def edit_distance(a: str, b: str) -> int:
-    """Levenshtein distance (insertions, deletions, substitutions of one character each)."""
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i]
-        for j, cb in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-        prev = cur
-    return prev[-1]
-
-
-def revision_examples(
-    problems: Sequence[task.TestbedProblem],
-    attempts: Sequence[Sequence[str]],
-    rng: random.Random,
-    keep_share: float = 0.0,
-) -> list[tuple[str, str]]:
-    """(prompt, target completion) pairs: 0-4 incorrect attempts, then a correct one.
-
-    A question with no incorrect attempt gets 0 or 1 attempts in context, the one a correct
-    attempt; with probability `keep_share` an example with incorrect attempts also ends its
-    context with a correct one. The target is then another correct attempt when there is one."""
-    out = []
-    for p, atts in zip(problems, attempts, strict=True):
-        atts = [_clean(a) for a in atts]
-        right = [a for a in atts if task.is_correct(a, p.answer)]
-        wrong = [a for a in atts if not task.is_correct(a, p.answer)]
-        target = rng.choice(right) if right else p.completion
-        # the wrong attempt closest to the target: the last one in context when wrong ones are shown
-        closest = min(wrong, key=lambda w: (edit_distance(w, target), w)) if wrong else None
-        for _ in range(2):
-            m = rng.randint(0, min(MAX_ATTEMPTS, len(wrong) + (1 if right else 0)))
-            if m == 0:
-                ctx: list[str] = []
-            elif right and (not wrong or rng.random() < keep_share):
-                others = rng.sample(wrong, min(m - 1, len(wrong)))
-                last = rng.choice(right)
-                target_k = rng.choice([r for r in right if r is not last] or [last])
-                out.append((format_reviser_prompt(p.question, [*others, last]), target_k))
-                continue
-            else:
-                m = min(m, len(wrong))
-                others = [w for w in wrong if w is not closest]
-                ctx = [*rng.sample(others, min(m - 1, len(others))), closest]
-            out.append((format_reviser_prompt(p.question, ctx), target))
-    return out
-
-
-def sampled_context_examples(
-    problems: Sequence[task.TestbedProblem],
-    attempts: Sequence[Sequence[str]],
-    rng: random.Random,
-) -> list[tuple[str, str]]:
-    """(prompt, target) pairs whose context is 0-4 of the policy's attempts as sampled, right or
-    wrong, and whose target is another right attempt (the gold solution if none is right).
-
-    A departure from the paper's data (context of wrong attempts only), recorded in the manifest.
-    Why: a test-time chain holds right attempts too, and the paper's data teaches the reviser that
-    whatever is in context is wrong. With sampled contexts the target agrees with the context's
-    right lines and not with its slips, so the reviser learns to keep what earlier attempts got
-    right; measured against the paper's data in `benchmarks/testbed_quality.py`.
-    """
-    out = []
-    for p, atts in zip(problems, attempts, strict=True):
-        atts = [_clean(a) for a in atts]
-        right = [i for i, a in enumerate(atts) if task.is_correct(a, p.answer)]
-        for _ in range(2):
-            t = rng.choice(right) if right else None
-            others = [i for i in range(len(atts)) if i != t]
-            m = rng.randint(0, min(MAX_ATTEMPTS, len(others)))
-            ctx = [atts[i] for i in rng.sample(others, m)]
-            out.append(
-                (format_reviser_prompt(p.question, ctx), atts[t] if t is not None else p.completion)
-            )
-    return out
 
 
 def train_reviser(
@@ -191,7 +85,9 @@ def train_reviser(
         model, problems, spec.samples_per_question, settings.seed + REVISER_SEED_OFFSET
     )
     rng = random.Random(f"testbed-reviser:{settings.seed}")
-    if spec.context == "sampled":
+    if spec.context in ("fix", "feedback"):
+        examples = contrast_examples(problems, attempts, rng, flagged=spec.context == "feedback")
+    elif spec.context == "sampled":
         examples = sampled_context_examples(problems, attempts, rng)
     else:
         examples = revision_examples(problems, attempts, rng, spec.keep_share)
@@ -254,165 +150,3 @@ def train_reviser(
         }
     )
     return record
-
-
-def _run_chains(
-    model: torch.nn.Module,
-    problems: Sequence[task.TestbedProblem],
-    chains: int,
-    length: int,
-    seed: int,
-    temperature: float = 1.0,
-) -> list[list[str]]:
-    """Revision chains: per problem, `chains` chains of `length` attempts; attempt t sees the (at
-    most 4) previous attempts of its chain. Returns, per chain (problem-major), its attempts."""
-    codec = CharCodec()
-    owners = [p for p in problems for _ in range(chains)]
-    hist: list[list[str]] = [[] for _ in owners]
-    max_new = max_new_tokens_for(problems)
-    for t in range(length):
-        prompts = [
-            [codec.bos_id, *codec.encode(format_reviser_prompt(p.question, h))]
-            for p, h in zip(owners, hist, strict=True)
-        ]
-        gens = sample_chunked(
-            model,
-            prompts,
-            max_new_tokens=max_new,
-            temperature=temperature,
-            eos_token_id=codec.eos_id,
-            pad_token_id=codec.pad_id,
-            seed=seed * 100 + t,
-        )
-        for h, g in zip(hist, gens, strict=True):
-            h.append(codec.decode(g.token_ids))
-    return hist
-
-
-def evaluate_reviser(
-    model: torch.nn.Module,
-    problems: Sequence[task.TestbedProblem],
-    chains: int,
-    seed: int,
-    length: int = 5,
-    temperature: float = 1.0,
-) -> dict:
-    """Accuracy of the first attempt vs the last (after length-1 revisions), per level and group,
-    and, as the paper uses revisions (it picks the answer within a chain, since revising also turns
-    right answers wrong), majority over a chain's first m attempts against majority over m first
-    attempts of independent chains (the same number of samples, in parallel); m = min(length,
-    chains)."""
-    hist = _run_chains(model, problems, chains, length, seed, temperature)
-    m = min(length, chains)
-    acc: dict[int, list[list[bool]]] = defaultdict(list)
-    seq: dict[int, list[float]] = defaultdict(list)
-    par: dict[int, list[float]] = defaultdict(list)
-
-    def majority_right(attempts: Sequence[str], answer: str) -> float:
-        top = vote([task.extract_answer(a) for a in attempts])
-        return sum(a == answer for a in top) / len(top) if top else 0.0
-
-    for i, p in enumerate(problems):
-        own = hist[i * chains : (i + 1) * chains]
-        for h in own:
-            acc[p.level].append([task.is_correct(a, p.answer) for a in h])
-            seq[p.level].append(majority_right(h[:m], p.answer))
-        par[p.level].append(majority_right([h[0] for h in own[:m]], p.answer))
-
-    def figs(lvs: Sequence[int]) -> dict:
-        a = np.asarray([r for lv in lvs for r in acc.get(lv, [])], dtype=float)
-        s_ = [x for lv in lvs for x in seq.get(lv, [])]
-        p_ = [x for lv in lvs for x in par.get(lv, [])]
-        return {
-            "first": round(float(a[:, 0].mean()), 4),
-            "last": round(float(a[:, -1].mean()), 4),
-            "by_position": [round(float(x), 4) for x in a.mean(0)],
-            "chains": len(a),
-            # paired per chain: the same chain's last attempt minus its first
-            "last_minus_first": mean_with_ci(list(a[:, -1] - a[:, 0])),
-            "m": m,
-            f"chain_majority@{m}": round(float(np.mean(s_)), 4),
-            f"parallel_majority@{m}": round(float(np.mean(p_)), 4),
-        }
-
-    return {
-        "length": length,
-        "temperature": temperature,
-        "levels": {str(lv): figs([lv]) for lv in sorted(acc)},
-        "groups": {g: figs(lvs) for g, lvs in GROUPS.items() if any(lv in acc for lv in lvs)},
-    }
-
-
-def context_effect(
-    model: torch.nn.Module,
-    problems: Sequence[task.TestbedProblem],
-    seed: int,
-    pool: int = 12,
-    repeats: int = 3,
-    temperature: float = 1.0,
-) -> dict:
-    """Why revisions do or do not help: accuracy with 4 earlier attempts in context, by how many of
-    them are right (0-4), paired per question against the same question with no context.
-
-    The attempts are the model's own first attempts (`pool` per question, plain prompt); for each
-    question and each count k that its pool allows, one context of k right and 4-k wrong attempts
-    in random order. A reviser that can tell a right attempt from a wrong one keeps the right
-    answer (gain at k = 4) and fixes wrong ones (gain at k = 0); one that cannot only re-solves.
-    """
-    codec = CharCodec()
-    first, _ = sample_completions(model, problems, pool, seed, temperature)
-    rng = random.Random(f"testbed-reviser-context:{seed}")
-    prompts: list[str] = []
-    meta: list[tuple[int | None, int]] = []  # (right attempts in context or None, problem index)
-    for i, p in enumerate(problems):
-        right = [a for a in first[i] if task.is_correct(a, p.answer)]
-        wrong = [a for a in first[i] if not task.is_correct(a, p.answer)]
-        prompts.append(task.format_prompt(p.question))
-        meta.append((None, i))
-        for k in range(MAX_ATTEMPTS + 1):
-            if len(right) >= k and len(wrong) >= MAX_ATTEMPTS - k:
-                ctx = rng.sample(right, k) + rng.sample(wrong, MAX_ATTEMPTS - k)
-                rng.shuffle(ctx)
-                prompts.append(format_reviser_prompt(p.question, ctx))
-                meta.append((k, i))
-    ids = [[codec.bos_id, *codec.encode(t)] for t in prompts]
-    hits: dict[tuple[int | None, int], list[bool]] = defaultdict(list)
-    for r in range(repeats):
-        gens = sample_chunked(
-            model,
-            ids,
-            max_new_tokens=max_new_tokens_for(problems),
-            temperature=temperature,
-            eos_token_id=codec.eos_id,
-            pad_token_id=codec.pad_id,
-            seed=seed * 100 + 50 + r,
-        )
-        for key, g in zip(meta, gens, strict=True):
-            hits[key].append(task.is_correct(codec.decode(g.token_ids), problems[key[1]].answer))
-    out: dict = {"context_attempts": MAX_ATTEMPTS, "pool": pool, "repeats": repeats, "groups": {}}
-    for g, lvs in GROUPS.items():
-        idx = [i for i, p in enumerate(problems) if p.level in lvs]
-        if not idx:
-            continue
-        rows = {}
-        for k in range(MAX_ATTEMPTS + 1):
-            have = [i for i in idx if (k, i) in hits]
-            rows[str(k)] = {
-                "questions": len(have),
-                "accuracy": round(float(np.mean([x for i in have for x in hits[(k, i)]])), 4)
-                if have
-                else None,
-                "none_same_questions": round(
-                    float(np.mean([x for i in have for x in hits[(None, i)]])), 4
-                )
-                if have
-                else None,
-                "minus_none": mean_with_ci(
-                    [np.mean(hits[(k, i)]) - np.mean(hits[(None, i)]) for i in have]
-                ),
-            }
-        out["groups"][g] = {
-            "none": round(float(np.mean([x for i in idx for x in hits[(None, i)]])), 4),
-            "by_right_in_context": rows,
-        }
-    return out

@@ -7,6 +7,7 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 
 from models.testbed.modeling import LlamaShape, TrainSpec
+from models.testbed.revision_data import CONTEXTS
 from models.testbed.task import DEFAULT_LEVELS
 
 SCALES = ("default", "paper")
@@ -75,8 +76,10 @@ class ReviserSpec:
     train: TrainSpec
     replay: float = 0.5  # share of each batch that is plain pretraining data
     keep_share: float = 0.0  # share of examples whose last attempt in context is a correct one
-    # "wrong": the paper's data (wrong attempts in context, then a right one); "sampled": the
-    # policy's attempts as sampled, right or wrong, then a right one (see reviser.py)
+    # The recipe (models/testbed/revision_data.py): "wrong", the paper's data (wrong attempts in
+    # context, then a right one); "sampled": attempts as sampled, then a right one; "fix": contrast
+    # pairs that fix the most recent attempt or keep it; "feedback": "fix" with each attempt's
+    # first wrong line flagged (by the larger LM at test time: a strategy variant of its own)
     context: str = "wrong"
     grouped: bool = False  # batches of revision examples of similar length (less padding)
 
@@ -86,7 +89,7 @@ class ReviserSpec:
             or self.samples_per_question <= 1
             or not 0 <= self.replay < 1
             or not 0 <= self.keep_share <= 1
-            or self.context not in ("wrong", "sampled")
+            or self.context not in CONTEXTS
         ):
             raise ValueError(f"reviser data sizes must be positive, got {self}")
 

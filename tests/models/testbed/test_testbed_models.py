@@ -198,7 +198,7 @@ def test_likelihood_verifier_scores(quick_testbed: Path) -> None:
 
 
 def test_reviser_prompt_keeps_four_recent_attempts() -> None:
-    from models.testbed.reviser import edit_distance, format_reviser_prompt
+    from models.testbed.revision_data import edit_distance, format_reviser_prompt
 
     attempts = [f"1+1={i}>{i}\nAnswer: {i}" for i in range(6)]
     prompt = format_reviser_prompt("1+1", attempts)
@@ -215,7 +215,11 @@ def test_reviser_prompt_keeps_four_recent_attempts() -> None:
 def test_revision_examples_follow_the_paper() -> None:
     import random
 
-    from models.testbed.reviser import edit_distance, format_reviser_prompt, revision_examples
+    from models.testbed.revision_data import (
+        edit_distance,
+        format_reviser_prompt,
+        revision_examples,
+    )
 
     p = task.make_problem("r", "3+8*2-5")
     wrong = [
@@ -242,7 +246,7 @@ def test_revision_examples_follow_the_paper() -> None:
 def test_harness_revision_prompt_is_the_testbed_reviser_format() -> None:
     """`ttc profile`'s revisions strategy, on its defaults, prompts the testbed reviser exactly as
     the reviser was trained (earlier attempts, then the question)."""
-    from models.testbed.reviser import format_reviser_prompt
+    from models.testbed.revision_data import format_reviser_prompt
     from profiling.problems import Problem
     from profiling.strategies.revisions import RevisionsConfig, revision_prompt
 
@@ -307,7 +311,7 @@ def test_default_scale_larger_lm_is_at_least_four_times_the_policy() -> None:
 def test_sampled_context_examples_keep_right_and_wrong_attempts() -> None:
     import random
 
-    from models.testbed.reviser import format_reviser_prompt, sampled_context_examples
+    from models.testbed.revision_data import format_reviser_prompt, sampled_context_examples
 
     p = task.make_problem("r", "3+8*2-5")
     wrong = ["8*2=16>3+16-5\n3+16=19>19-5\n19-5=13>13\nAnswer: 13", "8*2=18>3+18-5\nAnswer: 16"]
@@ -457,7 +461,7 @@ def test_reviser_context_effect_pairs_each_question_with_its_no_context_accuracy
 ) -> None:
     from models.testbed.checkpoints import load_hf_model
     from models.testbed.quality import eval_problems
-    from models.testbed.reviser import context_effect
+    from models.testbed.reviser_eval import context_effect
 
     model = load_hf_model(quick_testbed / "reviser")
     problems = [p for p in eval_problems(0, 2) if p.level <= 3]
