@@ -133,11 +133,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{name} ({time.perf_counter() - t0:.0f} s of chains)")
         for g, f in [*res["groups"].items(), *[(f"L{k}", v) for k, v in res["levels"].items()]]:
             t, m = f["transitions"]["all_steps"], f["m"]
+            ref = f["transitions"]["if_resampled"]
             print(
                 f"{g:>7s} | first {f['first']:.3f} last {f['last']:.3f} "
                 f"({_ci(f['last_minus_first'])})"
-                f" | right->wrong {_rate(t['right_to_wrong'])} wrong->right "
-                f"{_rate(t['wrong_to_right'])} | chain maj@{m} - parallel "
+                f" | right->wrong {_rate(t['right_to_wrong'])} (resampling {ref['right_to_wrong']})"
+                f" wrong->right {_rate(t['wrong_to_right'])} (resampling {ref['wrong_to_right']})"
+                f" | chain maj@{m} - parallel "
                 f"{_ci(f['chain_minus_parallel'])} | by position {f['by_position']}"
             )
     if args.json:

@@ -265,7 +265,8 @@ def _print_reviser(rev: dict, reviser_dir: Path, args: argparse.Namespace) -> di
         )
     print(
         "\nreviser: per step, the share of right attempts revised into wrong ones and of wrong "
-        "ones revised into right ones (95% bootstrap CI over questions)"
+        "ones revised into right ones (95% bootstrap CI over questions), and the same shares if "
+        "each attempt were drawn afresh at its question's accuracy"
     )
     for name, f in named:
         t = f["transitions"]
@@ -273,9 +274,12 @@ def _print_reviser(rev: dict, reviser_dir: Path, args: argparse.Namespace) -> di
             f"{i + 1}: {_rate(s['right_to_wrong'])[:5]}/{_rate(s['wrong_to_right'])[:5]}"
             for i, s in enumerate(t["by_step"])
         )
+        ref = t["if_resampled"]
         print(
-            f"{name:>11s} | right->wrong {_rate(t['all_steps']['right_to_wrong'])}  "
-            f"wrong->right {_rate(t['all_steps']['wrong_to_right'])} | by step (r->w/w->r) " + steps
+            f"{name:>11s} | right->wrong {_rate(t['all_steps']['right_to_wrong'])} (resampling "
+            f"{_f(ref['right_to_wrong'], 5)})  wrong->right "
+            f"{_rate(t['all_steps']['wrong_to_right'])} (resampling "
+            f"{_f(ref['wrong_to_right'], 5)}) | by step (r->w/w->r) " + steps
         )
     print(
         "\nreviser: accuracy with 4 of its own first attempts in context, by how many are "

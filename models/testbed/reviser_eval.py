@@ -77,9 +77,26 @@ def transition_rates(chains_by_question: Sequence[Sequence[Sequence[bool]]], see
             }
         return out
 
+    # What the rates would be if each attempt were drawn afresh with its question's accuracy (a
+    # reviser that only resamples): right-to-wrong sum p(1-p) / sum p over each question's
+    # transitions, p the share of its attempts that are right; a reviser that keeps right attempts
+    # and fixes wrong ones is below the first and above the second.
+    ref_rw = ref_r = ref_w = 0.0
+    for q in chains_by_question:
+        flat = [x for c in q for x in c]
+        if not flat:
+            continue
+        p, n = float(np.mean(flat)), sum(max(0, len(c) - 1) for c in q)
+        ref_rw += n * p * (1 - p)
+        ref_r += n * p
+        ref_w += n * (1 - p)
     return {
         "all_steps": figs(range(1, length)),
         "by_step": [figs([t]) for t in range(1, length)],
+        "if_resampled": {
+            "right_to_wrong": round(ref_rw / ref_r, 4) if ref_r else None,
+            "wrong_to_right": round(ref_rw / ref_w, 4) if ref_w else None,
+        },
     }
 
 

@@ -94,3 +94,19 @@ def test_feedback_examples_flag_the_first_wrong_line_of_every_attempt_in_context
         assert SLIP_AT_TWO + "<eos>" not in q
         assert q.count(FLAG) == q.count(flag_line(SLIP_AT_TWO, 1) + "<eos>")
     assert any(FLAG in q for q, _ in examples) and any(FLAG not in q for q, _ in examples)
+
+
+def test_transition_rates_compare_with_resampling_at_each_questions_accuracy() -> None:
+    from models.testbed.reviser_eval import transition_rates
+
+    # a reviser that keeps a right attempt and fixes a wrong one at once: rates 0 and 1, against
+    # what attempts drawn afresh at each question's accuracy would give
+    keep = [[[True] * 5, [False] + [True] * 4], [[False, True, True, True, True]] * 5]
+    res = transition_rates(keep, seed=0)
+    assert res["all_steps"]["right_to_wrong"]["rate"] == 0.0
+    assert res["all_steps"]["wrong_to_right"]["rate"] == 1.0
+    ref = res["if_resampled"]
+    # q1: p = 0.9, 8 transitions; q2: p = 0.8, 20 transitions
+    rw = 8 * 0.9 * 0.1 + 20 * 0.8 * 0.2
+    assert ref["right_to_wrong"] == round(rw / (8 * 0.9 + 20 * 0.8), 4)
+    assert ref["wrong_to_right"] == round(rw / (8 * 0.1 + 20 * 0.2), 4)
