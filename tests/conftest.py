@@ -7,7 +7,8 @@ and then share its models (and later runs reuse them).
 
 The README's test command runs two pytest-xdist workers with `--dist loadgroup`: every test that
 drives a real vLLM server is in one group (`vllm`), so those tests run on one worker, where each
-server fixture starts once, while the other worker runs the rest.
+server fixture starts once, while the other worker runs the rest. The in-process every-decision
+test joins them: it serves the policies the upstream test serves, made once per worker.
 """
 
 from __future__ import annotations
@@ -16,7 +17,11 @@ from pathlib import Path
 
 import pytest
 
-VLLM_TESTS = ("tests/profiling/openai/", "tests/profiling/gateway/test_gateway_upstream.py")
+VLLM_TESTS = (
+    "tests/profiling/openai/",
+    "tests/profiling/gateway/test_gateway_upstream.py",
+    "tests/profiling/gateway/test_gateway_every_decision.py",
+)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
