@@ -12,6 +12,8 @@ fine-tuning erodes plain solving makes its first attempt, and so last - first, l
 `--recipes shipped` evaluates the testbed's own reviser.
 
     .venv/bin/python benchmarks/reviser_recipes.py --recipes shipped,fix --out /tmp/revisers
+    .venv/bin/python benchmarks/reviser_recipes.py --recipes wrong --lr 5e-4 --replay 0.5 \
+        --out /tmp/revisers --eval-seed 8             # the paper's recipe, the former settings
     .venv/bin/python benchmarks/reviser_recipes.py --recipes feedback --steps 600 --out /tmp/rv
 """
 
@@ -41,7 +43,10 @@ def _train(tb: Path, context: str, args: argparse.Namespace, out: Path) -> Path:
         spec,
         context=context,
         questions=args.questions or spec.questions,
-        train=replace(spec.train, steps=args.steps or spec.train.steps),
+        replay=spec.replay if args.replay is None else args.replay,
+        train=replace(
+            spec.train, steps=args.steps or spec.train.steps, lr=args.lr or spec.train.lr
+        ),
     )
     object.__setattr__(settings, "reviser", spec)
     # train_reviser reads the policy from <dir>/model; the run directory holds it as policy/
@@ -76,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True, help="where the recipes' revisers go")
     ap.add_argument("--steps", type=int, help="fine-tuning steps (default: the scale's)")
     ap.add_argument("--questions", type=int, help="revision questions (default: the scale's)")
+    ap.add_argument("--lr", type=float, help="peak learning rate (default: the scale's)")
+    ap.add_argument("--replay", type=float, help="replay share of a batch (default: the scale's)")
     ap.add_argument("--problems-per-level", type=int, default=40)
     ap.add_argument("--chains", type=int, default=4)
     ap.add_argument("--temperature", type=float, default=1.0)
@@ -118,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     results = {"policy_pass1": pass1, "recipes": {}}
     for name in args.recipes.split(","):
-        model_dir = tb / "reviser" if name == "shipped" else _train(tb, name, args, args.out / name)
+        tag = f"{name}-steps{args.steps}-q{args.questions}-lr{args.lr}-replay{args.replay}"
+        model_dir = tb / "reviser" if name == "shipped" else _train(tb, name, args, args.out / tag)
         flagger = likelihood_flagger(load_hf_model(tb / "large")) if name == "feedback" else None
         t0 = time.perf_counter()
         res = evaluate_reviser(

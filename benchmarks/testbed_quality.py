@@ -4,13 +4,18 @@ Per level: policy pass@1, pass@n, fully-correct-chain ceiling@n and the share of
 answers; the larger LM's pass@1; for each verifier (larger-LM likelihood, PRM) the step AUROC
 within the same question and step index and the solution AUROC within the same question; weighted
 best-of-k vs majority@k (paired per question, 95% CI) and the larger LM's majority at matched
-FLOPs; the reviser's first attempt vs after 4 revisions, and its accuracy with 4 earlier attempts
-in context by how many of them are right (why revisions help or not). Then the issue's targets,
-checked.
+FLOPs; the reviser's first attempt vs after 4 revisions (paired per question), its right-to-wrong
+and wrong-to-right rates per step beside those of attempts drawn afresh, its chains' majority vs
+as many parallel samples, and its accuracy with 4 earlier attempts in context by how many of them
+are right (why revisions help or not). Then the targets, checked (for the reviser: the last of 5
+attempts >= 5 points above the first on easy levels, not below it on medium ones, more wrong
+attempts revised into right ones than the reverse).
 
     .venv/bin/python benchmarks/testbed_quality.py                 # default-scale testbed (cached)
     .venv/bin/python benchmarks/testbed_quality.py --quick --problems-per-level 4 --samples 8
     .venv/bin/python benchmarks/testbed_quality.py --testbed runs/testbed --json out.json
+    .venv/bin/python benchmarks/testbed_quality.py --reviser-only --samples 16   # levels 1-5 only
+    .venv/bin/python benchmarks/testbed_quality.py --reviser-only --reviser /tmp/rv/fix-.../model
 """
 
 from __future__ import annotations
