@@ -1,38 +1,39 @@
 """The reviser: the policy LM fine-tuned to revise, as in the paper.
 
-Training examples put 0-4 of the policy's *incorrect* attempts at a question in context, followed by
-a correct one (the policy's own when it has one, else the gold solution); the last incorrect
-attempt is the one closest to the correct answer by edit distance, so the model learns to fix
-near-misses. At test time the reviser sees the 4 most recent attempts of its chain.
-Correctness here is the final answer's (as the paper), never the step checker.
+Its prompt (models/testbed/revision_data.py) is up to 4 earlier attempts at the question, each
+after the question and ended by <eos>, then the question, so that with no earlier attempt it is
+the policy's prompt and the first attempt of a chain is a plain sample. The layout was measured:
+a question-first one (``Q: ..`` then ``Try:`` blocks then ``Fix:``) made the reviser fall from .48
+to .03 on easy questions after one revision, and separating attempts by a newline instead of
+<eos> left the packed policy at .12 on level 1. Fine-tuning mixes revision examples with replay of
+pretraining data packed several to a row (without replay a few hundred examples eroded the
+policy's solving; packed rows teach it to solve the last question after other text).
 
-Prompt: the earlier attempts come first, each as a worked example of the same question ended by
-<eos>, and the question last, so the text right before the new attempt is the plain prompt::
+The examples follow `ReviserSpec.context`, a recipe of revision_data:
+- `wrong`, the paper's (the quick scale's): 0-4 incorrect attempts in context, the last the one
+  closest to the target by edit distance, then a correct attempt (the policy's own, else the
+  gold one); correctness is the final answer's. One departure, in the manifest: a question whose
+  attempts are all correct gives, half the time, one of them in context and another as the target
+  (`keep_share` extends this to other questions; 0.5 made no measurable difference);
+- `sampled`: 0-4 attempts as sampled, right or wrong, then a right one;
+- `fix` (the default and paper scales'): balanced contrast pairs, the most recent attempt right
+  (kept whole) or wrong (its lines copied up to the first wrong line, found with the step checker
+  in training data only, then continued correctly);
+- `feedback`: `fix` with each attempt's first wrong line flagged, at test time by the larger LM's
+  likelihood (a strategy variant of its own: it needs a verifier in the chain).
 
-    Q: 6-1\n6-1=4>4\nAnswer: 4<eos>Q: 6-1\n6-1=3>3\nAnswer: 3<eos>Q: 6-1\n   <- new attempt
-
-With no earlier attempt this is exactly the policy's prompt, so the first attempt of a chain is a
-plain policy sample. The policy is pretrained on rows of several examples packed this way, so it
-already solves the last question after others (pass@1 kept with four attempts in front: .89 ->
-.72 on level 1, .47 -> .59 on level 3). Measured before this layout: a question-first one
-(``Q: ..`` then ``Try:`` blocks then ``Fix:``) made the reviser fall from .48 to .03 on easy
-questions after one revision, and separating attempts by a newline instead of <eos> left the
-packed policy at .12 on level 1.
-One departure from the paper, in the manifest: a question whose attempts are all correct (the
-paper makes no example with attempts from it) gives, half the time, an example with one of its
-correct attempts in context and another as the target, so the reviser also learns that a right
-attempt is kept (at test time chains do hold correct attempts). `keep_share` extends this to
-questions with incorrect attempts too (default 0; 0.5 made no measurable difference).
-
-Measured (benchmarks/testbed_quality.py, 40 questions per level): revisions do not help at this
-scale. The last of 5 attempts is below the first on easy (-6.2 ± 3.8 points) and no better on
-medium (-1.3 ± 3.3). `context_effect` shows why: with 4 of its own attempts in context the
-reviser is no more accurate than with none whether they are all wrong (easy +3 ± 14, medium
--5 ± 6) or all right (easy -14 ± 7, medium -8 ± 13). It cannot tell a right attempt from a wrong
-one, so it neither keeps the first nor fixes the second, though the policy's own likelihood tells
-them apart (step AUROC .82-1.0): the signal is in its output probabilities, not in a form later
-positions read. Contexts of sampled attempts (right or wrong), 3x the steps, lr 1e-3, replay rows
-that repeat one solution (to teach copying) and temperature 0.8 all left the sign negative.
+Measured (benchmarks/reviser_recipes.py, default testbed, 40 fresh questions per level x 4
+chains of 5 at temperature 1; the README's table): `fix` at lr 1e-3 with a quarter of each batch
+replay puts the last attempt +11.6 ± 6.6 and +3.1 ± 5.4 points above the first on easy levels (two
+sets of questions), -1.9 ± 5.0 and +2.7 ± 5.7 on medium ones; the paper's recipe at the former
+settings (lr 5e-4, half replay) gave -3.4 ± 5.6 and -5.3 ± 6.1, -5.0 ± 4.8 and -7.1 ± 4.6. Why
+no recipe does much better, as far as measured: the attempts in context are the model's own
+samples, so given what the model computes they say nothing about which line is right, and a
+reviser trained by cross-entropy on right targets learns to re-sample from its own belief. What
+beats sampling at temperature 1 is a sharper choice (the policy's greedy answer is right on .86
+of easy questions against .76 sampled) or information from outside the model (the larger LM
+flags the exact first wrong line of 98.7% of the policy's attempts), both through copying the
+lines to keep, which 300-600 fine-tuning steps teach only in part.
 """
 
 from __future__ import annotations
