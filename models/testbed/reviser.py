@@ -150,4 +150,10 @@ def train_reviser(
             "stage_seconds": round(time.perf_counter() - t0, 2),
         }
     )
+    if spec.context in ("fix", "feedback"):
+        # The departure from the paper, named in the manifest as the PRM's recipe is.
+        record["departure"] = (
+            "training targets copy an attempt up to its first wrong line, found by the step "
+            "checker (never at test time), then continue correctly"
+        )
     return record
