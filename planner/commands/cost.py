@@ -138,7 +138,7 @@ def cost_cmd(
                 click.echo(
                     f"{n:<12} {h.peak_flops_per_s / 1e12:7.1f} TFLOP/s  "
                     f"{h.hbm_bytes_per_s / 1e12:5.2f} TB/s  {h.hbm_bytes / 1e9:5.0f} GB  "
-                    f"{h.usd_per_hour:5.2f} $/h"
+                    + (f"{h.usd_per_hour:5.2f} $/h" if h.usd_per_hour > 0 else "no price per hour")
                 )
         return
     if model is None:
@@ -190,7 +190,10 @@ def cost_cmd(
     if as_json:
         echo_json(out)
         return
-    click.echo(f"{spec.name} on {hw.name} ({hw.usd_per_hour:g} $/h per GPU)")
+    # A measured CPU profile has no price: say so rather than print $0 figures.
+    priced = hw.usd_per_hour > 0
+    price = f"{hw.usd_per_hour:g} $/h per GPU" if priced else "no price per hour: --usd-per-hour"
+    click.echo(f"{spec.name} on {hw.name} ({price})")
     click.echo(
         f"{'strategy':<10} {'budget':>6} {'latency s':>10} {'GPU-s/q':>10} {'$/1k q':>9} "
         f"{'q/s/GPU':>9} {'batch':>5} {'gpus':>4}  slo  config"
@@ -198,8 +201,9 @@ def cost_cmd(
     for r in out["rows"]:
         click.echo(
             f"{r['strategy']:<10} {r['budget']:6g} {r['latency_s']:10.3g} "
-            f"{r['gpu_s_per_query']:10.3g} {r['usd_per_1k_queries']:9.3g} "
-            f"{r['queries_per_s_per_gpu']:9.3g} {r['batch']:5d} {r['n_gpus']:4d}  "
+            f"{r['gpu_s_per_query']:10.3g} "
+            + (f"{r['usd_per_1k_queries']:9.3g} " if priced else f"{'-':>9} ")
+            + f"{r['queries_per_s_per_gpu']:9.3g} {r['batch']:5d} {r['n_gpus']:4d}  "
             f"{'yes' if r['meets_slo'] else 'NO ':<4} {json.dumps(r['config'], sort_keys=True)}"
         )
 

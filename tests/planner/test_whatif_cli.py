@@ -461,5 +461,14 @@ def test_calibrate_writes_a_profile(tmp_path: Path) -> None:
         ],
     )
     assert code == 0, out
+    # The measured CPU has no price: the table says so and prints no $0 figures.
+    args = ["--hardware", str(out_path), "--model", "qwen2.5-1.5b", "--budget", "1"]
+    code, out = run(cost_cmd, [*args, "--prompt-tokens", "10", "--gen-tokens", "10"])
+    assert code == 0 and "(no price per hour: --usd-per-hour)" in out, out
+    row = out.splitlines()[2].split()
+    assert row[0] == "sample" and row[4] == "-", out
+    code, out = run(cost_cmd, [*args, "--prompt-tokens", "10", "--gen-tokens", "10",
+                               "--usd-per-hour", "0.5"])  # fmt: skip
+    assert code == 0 and "(0.5 $/h per GPU)" in out and float(out.splitlines()[2].split()[4]) > 0
     code, out = run(calibrate_cmd, ["--out", str(tmp_path / "x.json"), "--size", "2"])
     assert code != 0 and not (tmp_path / "x.json").exists()
