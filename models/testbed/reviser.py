@@ -24,9 +24,9 @@ The examples follow `ReviserSpec.context`, a recipe of revision_data:
 
 Measured (benchmarks/reviser_recipes.py, default testbed, 40 fresh questions per level x 4
 chains of 5 at temperature 1; the README's table): `fix` at lr 1e-3 with a quarter of each batch
-replay puts the last attempt +11.6 ± 6.6 and +3.1 ± 5.4 points above the first on easy levels (two
-sets of questions), -1.9 ± 5.0 and +2.7 ± 5.7 on medium ones; the paper's recipe at the former
-settings (lr 5e-4, half replay) gave -3.4 ± 5.6 and -5.3 ± 6.1, -5.0 ± 4.8 and -7.1 ± 4.6. Why
+replay puts the last attempt +5.2 ± 3.5 points above the first on easy levels and +2.3 ± 3.0 on
+medium ones (three sets of questions together; +11.6, +3.1 and +0.9 on easy ones apart); the
+paper's recipe at the former settings (lr 5e-4, half replay) gave -3.9 ± 3.4 and -6.0 ± 2.9. Why
 no recipe does much better, as far as measured: the attempts in context are the model's own
 samples, so given what the model computes they say nothing about which line is right, and a
 reviser trained by cross-entropy on right targets learns to re-sample from its own belief. What

@@ -231,9 +231,9 @@ class TestbedSettings:
         # after revisions).
         # Length-grouped batches: 103 s for the 300 steps against 194 s (half the padding gone).
         # The "fix" recipe at lr 1e-3 with a quarter of each batch replay (README: the reviser
-        # and its recipes): last of 5 attempts minus the first +11.6 ± 6.6 points on easy levels,
-        # -1.9 ± 5.0 on medium, where the paper's recipe at lr 5e-4 and half replay gave -3.4 ± 5.6
-        # and -5.0 ± 4.8 (benchmarks/reviser_recipes.py, 40 fresh questions per level).
+        # and its recipes): last of 5 attempts minus the first +5.2 ± 3.5 points on easy levels,
+        # +2.3 ± 3.0 on medium, where the paper's recipe at lr 5e-4 and half replay gave -3.9 ± 3.4
+        # and -6.0 ± 2.9 (benchmarks/reviser_recipes.py, 3 x 40 fresh questions per level).
         s(
             self,
             "reviser",
