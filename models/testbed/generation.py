@@ -62,6 +62,27 @@ def max_new_tokens_for(problems: Sequence[TestbedProblem]) -> int:
     return int(1.5 * max(len(p.completion) for p in problems)) + 16
 
 
+def sample_text_prompts(
+    model: torch.nn.Module,
+    texts: Sequence[str],
+    max_new_tokens: int,
+    temperature: float,
+    seed: int,
+) -> list[Generation]:
+    """Sample one completion of each text prompt (the character codec's <bos> in front, its
+    <eos> ending a completion): the call every testbed sampler makes."""
+    codec = CharCodec()
+    return sample_chunked(
+        model,
+        [[codec.bos_id, *codec.encode(t)] for t in texts],
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        eos_token_id=codec.eos_id,
+        pad_token_id=codec.pad_id,
+        seed=seed,
+    )
+
+
 def sample_completions(
     model: torch.nn.Module,
     problems: Sequence[TestbedProblem],
@@ -72,20 +93,8 @@ def sample_completions(
     """n sampled completions per problem (text without <eos>) and their generated token counts."""
     codec = CharCodec()
     # One call for every level: the sampler drops finished rows, so short answers cost nothing.
-    prompts = [
-        [codec.bos_id, *codec.encode(task.format_prompt(p.question))]
-        for p in problems
-        for _ in range(n)
-    ]
-    gens = sample_chunked(
-        model,
-        prompts,
-        max_new_tokens=max_new_tokens_for(problems),
-        temperature=temperature,
-        eos_token_id=codec.eos_id,
-        pad_token_id=codec.pad_id,
-        seed=seed,
-    )
+    prompts = [task.format_prompt(p.question) for p in problems for _ in range(n)]
+    gens = sample_text_prompts(model, prompts, max_new_tokens_for(problems), temperature, seed)
     texts: list[list[str]] = [[] for _ in problems]
     ntok: list[list[int]] = [[] for _ in problems]
     for j, g in enumerate(gens):

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from models.testbed import task
-from models.testbed.generation import max_new_tokens_for, sample_chunked, sample_completions
+from models.testbed.generation import max_new_tokens_for, sample_completions, sample_text_prompts
 from models.testbed.metrics import GROUPS, mean_with_ci, vote
 from models.testbed.revision_data import (
     FEEDBACK_THRESHOLD,
@@ -138,19 +138,8 @@ def _run_chains(
     shown: list[list[str]] = [[] for _ in owners]
     max_new = max_new_tokens_for(problems)
     for t in range(length):
-        prompts = [
-            [codec.bos_id, *codec.encode(format_reviser_prompt(p.question, h))]
-            for p, h in zip(owners, shown, strict=True)
-        ]
-        gens = sample_chunked(
-            model,
-            prompts,
-            max_new_tokens=max_new,
-            temperature=temperature,
-            eos_token_id=codec.eos_id,
-            pad_token_id=codec.pad_id,
-            seed=seed * 100 + t,
-        )
+        prompts = [format_reviser_prompt(p.question, h) for p, h in zip(owners, shown, strict=True)]
+        gens = sample_text_prompts(model, prompts, max_new, temperature, seed * 100 + t)
         texts = [codec.decode(g.token_ids) for g in gens]
         flags = flagger([p.question for p in owners], texts) if flagger else [None] * len(texts)
         for h, s, text, f in zip(hist, shown, texts, flags, strict=True):
@@ -255,18 +244,10 @@ def context_effect(
                 rng.shuffle(ctx)
                 prompts.append(format_reviser_prompt(p.question, ctx))
                 meta.append((k, i))
-    ids = [[codec.bos_id, *codec.encode(t)] for t in prompts]
     hits: dict[tuple[int | None, int], list[bool]] = defaultdict(list)
+    max_new = max_new_tokens_for(problems)
     for r in range(repeats):
-        gens = sample_chunked(
-            model,
-            ids,
-            max_new_tokens=max_new_tokens_for(problems),
-            temperature=temperature,
-            eos_token_id=codec.eos_id,
-            pad_token_id=codec.pad_id,
-            seed=seed * 100 + 50 + r,
-        )
+        gens = sample_text_prompts(model, prompts, max_new, temperature, seed * 100 + 50 + r)
         for key, g in zip(meta, gens, strict=True):
             hits[key].append(task.is_correct(codec.decode(g.token_ids), problems[key[1]].answer))
     out: dict = {"context_attempts": MAX_ATTEMPTS, "pool": pool, "repeats": repeats, "groups": {}}
