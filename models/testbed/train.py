@@ -321,7 +321,7 @@ def build_manifest(settings: TestbedSettings, records: dict[str, dict]) -> dict:
             "max_attempts": 4,
             "keep_share": records["reviser"].get("keep_share", 0.0),
             "context": records["reviser"].get("context", "wrong"),
-            "training": _REVISER_TRAINING[records["reviser"].get("context", "wrong")],
+            "training": REVISER_TRAINING[records["reviser"].get("context", "wrong")],
         },
         "verifiers": {
             "large_likelihood": "teacher-forced log-probs of the larger LM: per-line mean "
@@ -334,7 +334,7 @@ def build_manifest(settings: TestbedSettings, records: dict[str, dict]) -> dict:
     }
 
 
-_REVISER_TRAINING = {
+REVISER_TRAINING = {
     "wrong": "0-4 of the policy's incorrect attempts in context, the last one the closest to the "
     "target by edit distance, then a correct attempt (as the paper). Departure: a question whose "
     "attempts are all correct gives, half the time, one correct attempt in context before another "
@@ -344,6 +344,14 @@ _REVISER_TRAINING = {
     "right or wrong, then another right attempt (the gold solution when none is right); the paper "
     "puts only incorrect attempts in context, which teaches that whatever is in context is wrong, "
     "while a test-time chain holds right attempts too. Replay of packed pretraining rows",
+    "fix": "Departure from the paper: balanced contrast pairs per question, the most recent "
+    "attempt in context right (the target keeps it whole) or wrong (the target copies its lines "
+    "up to its first wrong line, found by the step checker in training data only, then continues "
+    "correctly), after 0-3 other attempts as sampled; the paper picks near-miss wrong attempts by "
+    "edit distance. Replay of packed pretraining rows",
+    "feedback": "Departure from the paper: the fix recipe with each attempt's first wrong line "
+    "flagged by <bad> (by the step checker in training data; by the larger LM's likelihood at test "
+    "time, a strategy variant of its own). Replay of packed pretraining rows",
 }
 
 

@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from models.testbed import task
 from models.testbed.revision_data import (
+    CONTEXTS,
     clean_attempt,
     contrast_examples,
     fix_target,
     format_reviser_prompt,
 )
+from models.testbed.settings import TestbedSettings
+from models.testbed.train import MODEL_DIRS, REVISER_TRAINING, build_manifest
 
 P = task.make_problem("r", "3+8*2-5")
 # A valid order other than the canonical one (16-5 before 3+16), then a slip on the third line.
@@ -110,3 +115,21 @@ def test_transition_rates_compare_with_resampling_at_each_questions_accuracy() -
     rw = 8 * 0.9 * 0.1 + 20 * 0.8 * 0.2
     assert ref["right_to_wrong"] == round(rw / (8 * 0.9 + 20 * 0.8), 4)
     assert ref["wrong_to_right"] == round(rw / (8 * 0.1 + 20 * 0.2), 4)
+
+
+@pytest.mark.parametrize("context", CONTEXTS)
+def test_the_manifest_describes_every_reviser_recipe(context: str) -> None:
+    # Every recipe a scale can train gets its manifest written (the default and paper scales
+    # train `fix`, which no quick test trains end to end).
+    settings = TestbedSettings(quick=False, scale="default", seed=0)
+    records = {n: {"params": 10, "train_seconds": 1.0} for n in MODEL_DIRS}
+    records["reviser"]["context"] = context
+    records["quality"] = {}
+    manifest = build_manifest(settings, records)
+    assert manifest["reviser"]["context"] == context
+    assert manifest["reviser"]["training"] == REVISER_TRAINING[context]
+    assert {s.reviser.context for s in map(_scale, ("default", "paper"))} <= set(REVISER_TRAINING)
+
+
+def _scale(scale: str) -> TestbedSettings:
+    return TestbedSettings(quick=False, scale=scale, seed=0)
