@@ -144,6 +144,17 @@ def test_c_revisions_trend(sticky, n: int, seed: int, mark: str) -> None:
     assert c.mark == mark, c.evidence
     assert c.numbers["budget"] == 8 and c.numbers["selection"] == "weighted[prm]"
     assert [p["bin"] for p in c.numbers["per_bin"]] == [1, 2, 3, 4, 5]
+    # Per bin, the most sequential split against the most parallel at the same budget and
+    # selection, with its interval; the easiest bin's is in the evidence.
+    for p in c.numbers["per_bin"]:
+        lo, hi = p["sequential_minus_parallel_ci"]
+        assert p["sequential_minus_parallel"] == pytest.approx(-p["parallel_advantage"], abs=1e-5)
+        assert lo <= p["sequential_minus_parallel"] <= hi
+    easy = c.numbers["per_bin"][0]
+    d = 100 * easy["sequential_minus_parallel"]
+    assert f"on the easiest bin (1) 2x4 minus 4x2 is {d:+.1f} pts" in c.evidence
+    if sticky is sticky_hard and n == 160:  # easy chains that do not stick: sequential wins there
+        assert easy["sequential_minus_parallel_ci"][0] > 0
 
 
 def test_d_and_e_when_the_larger_model_wins_hard_problems(exchange_holds: RunTables) -> None:
