@@ -15,6 +15,7 @@ fine-tuning erodes plain solving makes its first attempt, and so last - first, l
     .venv/bin/python benchmarks/reviser_recipes.py --recipes wrong --lr 5e-4 --replay 0.5 \
         --out /tmp/revisers --eval-seed 8             # the paper's recipe, the former settings
     .venv/bin/python benchmarks/reviser_recipes.py --recipes feedback --steps 600 --out /tmp/rv
+    .venv/bin/python benchmarks/reviser_recipes.py --recipes fix --grow-layers 2 --out /tmp/rv
 """
 
 from __future__ import annotations
@@ -53,13 +54,24 @@ def _train(tb: Path, context: str, args: argparse.Namespace, out: Path) -> Path:
     stage = out / "policy-link"
     stage.mkdir(parents=True, exist_ok=True)
     if not (stage / "model").exists():
-        (stage / "model").symlink_to((tb / "policy").resolve())
+        if args.grow_layers:
+            _grown(tb / "policy", args.grow_layers, stage / "model")
+        else:
+            (stage / "model").symlink_to((tb / "policy").resolve())
     (out / "work").mkdir(exist_ok=True)
     t0 = time.perf_counter()
     record = train_reviser(settings, out / "work", out, {"policy": stage}, progress=True)
     record["wall_seconds"] = round(time.perf_counter() - t0, 1)
     (out / "record.json").write_text(json.dumps(record, indent=2, sort_keys=True))
     return out / "model"
+
+
+def _grown(policy: Path, factor: int, out: Path) -> None:
+    """The policy with each layer repeated `factor` times (`grow_layers`), written to `out`."""
+    from models.testbed.checkpoints import load_hf_model, save_model
+    from models.testbed.modeling import grow_layers
+
+    save_model(grow_layers(load_hf_model(policy), factor), out)
 
 
 def _ci(d: dict) -> str:
@@ -83,6 +95,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--questions", type=int, help="revision questions (default: the scale's)")
     ap.add_argument("--lr", type=float, help="peak learning rate (default: the scale's)")
     ap.add_argument("--replay", type=float, help="replay share of a batch (default: the scale's)")
+    ap.add_argument(
+        "--grow-layers",
+        type=int,
+        default=0,
+        help="fine-tune a reviser with each of the policy's layers repeated this many times "
+        "(depth up-scaling; copies start as identity): more capacity at the policy's width",
+    )
     ap.add_argument("--problems-per-level", type=int, default=40)
     ap.add_argument("--chains", type=int, default=4)
     ap.add_argument("--temperature", type=float, default=1.0)
@@ -126,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {"policy_pass1": pass1, "recipes": {}}
     for name in args.recipes.split(","):
         tag = f"{name}-steps{args.steps}-q{args.questions}-lr{args.lr}-replay{args.replay}"
+        tag += f"-grow{args.grow_layers}" if args.grow_layers else ""
         model_dir = tb / "reviser" if name == "shipped" else _train(tb, name, args, args.out / tag)
         flagger = likelihood_flagger(load_hf_model(tb / "large")) if name == "feedback" else None
         t0 = time.perf_counter()
@@ -143,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
             t, m = f["transitions"]["all_steps"], f["m"]
             ref = f["transitions"]["if_resampled"]
             print(
-                f"{g:>7s} | first {f['first']:.3f} last {f['last']:.3f} "
+                f"{g:>10s} | first {f['first']:.3f} last {f['last']:.3f} "
                 f"({_ci(f['last_minus_first'])})"
                 f" | right->wrong {_rate(t['right_to_wrong'])} (resampling {ref['right_to_wrong']})"
                 f" wrong->right {_rate(t['wrong_to_right'])} (resampling {ref['wrong_to_right']})"

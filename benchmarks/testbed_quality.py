@@ -308,18 +308,19 @@ def _print_reviser(rev: dict, reviser_dir: Path, args: argparse.Namespace) -> di
 
 
 def _reviser_checks(rev: dict) -> list[tuple[str, bool]]:
-    """The revision goals: the last of 5 attempts >= 5 points above the first on easy levels and
-    not below it on medium; more wrong attempts revised into right ones than the reverse; the
+    """The revision goals, on the issue's grouping (easy = levels 1-3, medium = 4-5): the last of
+    5 attempts >= 5 points above the first on easy levels and not below it on medium; more wrong
+    attempts revised into right ones than the reverse (every level together, then per group); the
     answer picked within a chain against the same number of parallel samples."""
     g = rev["groups"]
     checks = []
-    if "easy" in g:
-        d = g["easy"]["last_minus_first"]["mean"]
-        checks.append((f"reviser: last - first >= +0.05 on easy ({d:+.3f})", d >= 0.05))
-    if "medium" in g:
-        d = g["medium"]["last_minus_first"]["mean"]
-        checks.append((f"reviser: last - first >= 0 on medium ({d:+.3f})", d >= 0))
-    for name in ("easy", "medium"):
+    if "levels 1-3" in g:
+        d = g["levels 1-3"]["last_minus_first"]["mean"]
+        checks.append((f"reviser: last - first >= +0.05 on levels 1-3 ({d:+.3f})", d >= 0.05))
+    if "levels 4-5" in g:
+        d = g["levels 4-5"]["last_minus_first"]["mean"]
+        checks.append((f"reviser: last - first >= 0 on levels 4-5 ({d:+.3f})", d >= 0))
+    for name in ("levels 1-5", "levels 1-3", "levels 4-5"):
         if name in g:
             t = g[name]["transitions"]["all_steps"]
             r2w, w2r = t["right_to_wrong"]["rate"], t["wrong_to_right"]["rate"]
@@ -331,13 +332,13 @@ def _reviser_checks(rev: dict) -> list[tuple[str, bool]]:
                         w2r > r2w,
                     )
                 )
-    groups = [g[n] for n in ("easy", "medium") if n in g]
+    groups = [g[n] for n in ("levels 1-3", "levels 4-5") if n in g]
     if groups:
         m = groups[0]["m"]
         checks.append(
             (
-                f"reviser: chain majority@{m} >= parallel majority@{m} (same samples) on easy "
-                "and medium",
+                f"reviser: chain majority@{m} >= parallel majority@{m} (same samples) on levels "
+                "1-3 and 4-5",
                 all(f[f"chain_majority@{m}"] >= f[f"parallel_majority@{m}"] for f in groups),
             )
         )

@@ -88,6 +88,32 @@ def build_model(spec: LlamaShape, seed: int) -> LlamaForCausalLM:
     return model
 
 
+def grow_layers(model: LlamaForCausalLM, factor: int) -> LlamaForCausalLM:
+    """A copy of `model` with each decoder layer repeated `factor` times (depth up-scaling).
+
+    Each repeat after the first has its attention output and MLP down projections zeroed, so it
+    adds nothing to the residual stream: the grown model computes exactly `model`'s function, and
+    fine-tuning starts from it with `factor` x the layers (the reviser's capacity experiment)."""
+    config = model.config.__class__(**model.config.to_dict())
+    config.num_hidden_layers = model.config.num_hidden_layers * factor
+    grown = model.__class__(config)
+    state = {}
+    for key, value in model.state_dict().items():
+        if ".layers." not in key:
+            state[key] = value
+            continue
+        head, rest = key.split(".layers.", 1)
+        index, tail = rest.split(".", 1)
+        for c in range(factor):
+            silent = c > 0 and tail.startswith(("self_attn.o_proj", "mlp.down_proj"))
+            state[f"{head}.layers.{int(index) * factor + c}.{tail}"] = (
+                torch.zeros_like(value) if silent else value.clone()
+            )
+    grown.load_state_dict(state)
+    grown.eval()
+    return grown
+
+
 def count_params(model: torch.nn.Module) -> int:
     """Unique parameters (tied embeddings counted once)."""
     return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())

@@ -33,7 +33,10 @@ reviser trained by cross-entropy on right targets learns to re-sample from its o
 beats sampling at temperature 1 is a sharper choice (the policy's greedy answer is right on .86
 of easy questions against .76 sampled) or information from outside the model (the larger LM
 flags the exact first wrong line of 98.7% of the policy's attempts), both through copying the
-lines to keep, which 300-600 fine-tuning steps teach only in part.
+lines to keep, which 300-600 fine-tuning steps teach only in part. Per step, every variant
+measured (this recipe; 1,200 steps; 8 layers) turns right into wrong and wrong into right at the
+rates of an attempt drawn afresh at the question's accuracy: it re-samples. Its last - first gain
+is mostly its first attempt's deficit (nothing in context, which the contrast data never has).
 """
 
 from __future__ import annotations

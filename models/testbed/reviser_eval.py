@@ -30,6 +30,9 @@ from models.testbed.verifiers import likelihood_line_scores
 from planner.stats import percentile_interval
 
 _BOOT = 1000
+# The revision goals' own grouping (easy = levels 1-3, medium 4-5, and every level together for
+# the per-step rates), printed beside the testbed's quality groups (easy 1-2, medium 3-5).
+GOAL_GROUPS = {"levels 1-3": (1, 2, 3), "levels 4-5": (4, 5), "levels 1-5": (1, 2, 3, 4, 5)}
 
 
 def transition_rates(chains_by_question: Sequence[Sequence[Sequence[bool]]], seed: int) -> dict:
@@ -208,7 +211,11 @@ def evaluate_reviser(
         "length": length,
         "temperature": temperature,
         "levels": {str(lv): figs([lv]) for lv in sorted(acc)},
-        "groups": {g: figs(lvs) for g, lvs in GROUPS.items() if any(lv in acc for lv in lvs)},
+        "groups": {
+            g: figs(lvs)
+            for g, lvs in {**GROUPS, **GOAL_GROUPS}.items()
+            if any(lv in acc for lv in lvs)
+        },
     }
 
 

@@ -11,7 +11,14 @@ import pytest
 import torch
 
 from models.testbed import task
-from models.testbed.modeling import LlamaShape, TrainSpec, build_model, count_params, pretrain
+from models.testbed.modeling import (
+    LlamaShape,
+    TrainSpec,
+    build_model,
+    count_params,
+    grow_layers,
+    pretrain,
+)
 from models.testbed.tokenizer import CharCodec
 
 TINY = LlamaShape(16, 1, 2)
@@ -32,6 +39,25 @@ def test_training_is_deterministic_for_a_seed(tmp_path: Path) -> None:
     assert r1["d_pretrain_tokens"] == r2["d_pretrain_tokens"] > 0
     assert r1["pretrain_flops"] == 6 * r1["params"] * r1["d_pretrain_tokens"]
     assert r1["params"] == count_params(m1)
+
+
+def test_grown_layers_compute_the_same_function_until_trained() -> None:
+    # The reviser's capacity experiment starts from the policy with each layer repeated: the
+    # repeats must add nothing at first (else the grown reviser starts worse than the policy).
+    small = build_model(LlamaShape(16, 2, 2), seed=3)
+    with torch.no_grad():  # a trained-looking model: no layer left at its initial zeros
+        for p in small.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    small.eval()
+    grown = grow_layers(small, 3)
+    ids = torch.randint(4, CharCodec().vocab_size, (2, 24))
+    assert grown.config.num_hidden_layers == 6
+    assert count_params(grown) > 2.5 * (
+        count_params(small) - small.model.embed_tokens.weight.numel()
+    )
+    torch.testing.assert_close(grown(ids).logits, small(ids).logits)
+    grown.model.layers[1].self_attn.o_proj.weight.data.fill_(0.1)  # trained repeats change it
+    assert not torch.allclose(grown(ids).logits, small(ids).logits)
 
 
 def test_interrupted_training_resumes_to_the_same_weights(tmp_path: Path) -> None:
