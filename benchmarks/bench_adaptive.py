@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_selection import run_one
 
 from planner.estimate import CurveOptions, profile_from_samples
+from planner.strategies import search_budget
 from planner.tables import PROBLEMS, PROBLEMS_FILE, parse_config, read_samples, read_table
 from profiling.sweep.adaptive import AdaptiveSpec, run_rounds
 
@@ -65,12 +66,12 @@ def _order(ids: list[str]) -> list[str]:
 
 
 def _generations(strategy: str, config: str) -> float:
+    """A config's nominal generations per problem: chains x length for revisions, else its
+    search budget (n; n(k+1) for lookahead)."""
     c = parse_config(config)
     if strategy == "revisions":
         return float(c["chains"] * c["length"])
-    if strategy == "lookahead":
-        return float(c["n"] * (c.get("k", 0) + 1))
-    return float(c["n"])
+    return search_budget(strategy, c)
 
 
 def _cost(rows: pd.DataFrame) -> tuple[float, float]:

@@ -142,7 +142,9 @@ def bootstrap_stat(
 ) -> tuple[float, float, float]:
     """A statistic of the rows of `values` ([rows, ...], e.g. problems) and its percentile
     bootstrap interval (`percentile_interval`), resampling whole rows so that the columns of a
-    row (the methods compared on one problem) stay paired."""
+    row (the methods compared on one problem) stay paired. A resample on which the statistic is
+    undefined (NaN: a ratio whose denominator rows were all left out) is left out of the
+    interval; infinite draws stay (`percentile_interval`)."""
     v = np.asarray(values, dtype=float)
     point = float(statistic(v))
     if n_boot == 0 or len(v) < 2:
@@ -150,6 +152,9 @@ def bootstrap_stat(
     draws = np.empty(n_boot)
     for i in range(n_boot):
         draws[i] = statistic(v[rng.integers(0, len(v), size=len(v))])
+    draws = draws[~np.isnan(draws)]
+    if not len(draws):
+        return point, point, point
     lo, hi = percentile_interval(draws, ci)
     return point, float(lo), float(hi)
 

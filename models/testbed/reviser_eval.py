@@ -27,7 +27,7 @@ from models.testbed.revision_data import (
 )
 from models.testbed.tokenizer import CharCodec
 from models.testbed.verifiers import likelihood_line_scores
-from planner.stats import percentile_interval
+from planner.stats import bootstrap_stat
 
 _BOOT = 1000
 # The revision goals' own grouping (easy = levels 1-3, medium 4-5, and every level together for
@@ -70,17 +70,14 @@ def transition_rates(chains_by_question: Sequence[Sequence[Sequence[bool]]], see
             if not len(v) or v[:, den].sum() == 0:
                 out[name] = {"rate": None, "ci95": None, "n": 0}
                 continue
-            point = rate(v, num, den)
-            rng = np.random.default_rng(seed)
-            draws = np.asarray(
-                [rate(v[rng.integers(0, len(v), size=len(v))], num, den) for _ in range(_BOOT)]
+            # a resample without any right (or wrong) attempt has no rate: bootstrap_stat
+            # leaves it out
+            point, lo, hi = bootstrap_stat(
+                v, lambda x, a=num, b=den: rate(x, a, b), 0.95, _BOOT, np.random.default_rng(seed)
             )
-            # a draw without any right (or wrong) attempt has no rate: it is left out
-            finite = draws[np.isfinite(draws)]
-            lo, hi = percentile_interval(finite, 0.95) if len(finite) else (point, point)
             out[name] = {
                 "rate": round(point, 4),
-                "ci95": [round(float(lo), 4), round(float(hi), 4)],
+                "ci95": [round(lo, 4), round(hi, 4)],
                 "n": int(v[:, den].sum()),
             }
         return out
