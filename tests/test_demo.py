@@ -26,6 +26,14 @@ def test_demo_runs_the_main_job_on_the_quick_testbed(quick_testbed: Path, tmp_pa
     # the quick testbed solves some problems, so every finding is tested on data (its mark may
     # well be inconclusive with 16 problems), and the compute-optimal curve is not all zero
     assert all(f["mark"] != "not testable" for f in doc["findings"]), doc["findings"]
+    # finding (c) on the demo's own revisions: budget 16 holds one chain of 16, 4 x 4 and 16
+    # first answers, and each bin gets the chain minus the parallel answers with its interval
+    c = next(f for f in doc["findings"] if f["key"] == "c")["numbers"]
+    assert c["budget"] == 16 and c["per_bin"]
+    for b in c["per_bin"]:
+        assert set(b["accuracy"]) == {"1x16", "4x4", "16x1"}
+        lo, hi = b["sequential_minus_parallel_ci"]
+        assert lo <= b["sequential_minus_parallel"] <= hi
     assert max(b["methods"]["compute_optimal"]["accuracy"] for b in doc["per_budget"]) > 0
     assert Path(doc["report"]) == out / "report" / "index.html" and Path(doc["report"]).is_file()
     samples, meta = read_table(out / "samples" / "samples.parquet", SAMPLES)
